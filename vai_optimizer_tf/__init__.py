@@ -1,0 +1,36 @@
+"""vai_optimizer_tf: channel pruning for Keras / TensorFlow 2.
+
+Removes whole channels from trained tf_keras models, so the pruned model is
+really smaller and faster on any hardware.
+
+Example:
+
+```python
+import tf_keras
+import vai_optimizer_tf as vot
+
+model = tf_keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3))
+print(vot.stat(model).flops)
+runner = vot.IterativePruningRunner(model)
+spec = runner.uniform_spec(0.5)
+slim = runner.get_slim_model(spec)
+```
+"""
+
+from vai_optimizer_tf.errors import (SpecFormatError, SpecMismatchError, UnsupportedLayerError,
+                                     UnsupportedModelError, VaiOptimizerError)
+from vai_optimizer_tf.graph.registry import Axis, LayerSpec, Role, register_layer
+from vai_optimizer_tf.groups.channel_group import ChannelGroup
+from vai_optimizer_tf.iterative_runner import IterativePruningRunner
+from vai_optimizer_tf.planning.importance import GroupWeights
+from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
+from vai_optimizer_tf.stats.model_stats import LayerStats, ModelStats, stat
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
+    "LayerStats", "ModelStats", "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError",
+    "UnsupportedLayerError", "UnsupportedModelError", "VaiOptimizerError", "register_layer",
+    "stat",
+]

@@ -1,0 +1,1 @@
+"""Keras callbacks for pruning schedules (see the training issue)."""

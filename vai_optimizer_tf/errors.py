@@ -1,0 +1,32 @@
+"""Exceptions raised by vai_optimizer_tf.
+
+Every error names what is wrong and how to fix it, so that a user reading the
+last line of a traceback knows what to do next.
+"""
+
+
+class VaiOptimizerError(Exception):
+    """Base class of every error raised by vai_optimizer_tf."""
+
+
+class UnsupportedModelError(VaiOptimizerError, TypeError):
+    """The model is of a kind the graph walker cannot read.
+
+    Raised for subclassed models, Keras 3 models and unbuilt Sequential models.
+    """
+
+
+class UnsupportedLayerError(VaiOptimizerError, TypeError):
+    """A layer's channel semantics are unknown and it cannot be a barrier.
+
+    Raised when a layer that has no registry entry is asked to do something that
+    needs one, for example when its FLOPs are requested in strict mode.
+    """
+
+
+class SpecMismatchError(VaiOptimizerError, ValueError):
+    """A pruning spec was made for a different model."""
+
+
+class SpecFormatError(VaiOptimizerError, ValueError):
+    """A pruning spec file is not valid JSON of the expected shape."""

@@ -1,0 +1,1 @@
+"""Graph IR, the layer registry, and the adapters that read Keras models."""

@@ -1,0 +1,246 @@
+"""The layer registry: how each layer class treats channels.
+
+One entry per layer class, looked up through the class's MRO, so a rule
+written for `Conv` covers every subclass that has no entry of its own. An
+entry is either a `LayerSpec` or a function `node -> LayerSpec` for layers
+whose behaviour depends on their config (a `Concatenate` on the channel axis
+concatenates channels; on another axis it merges them).
+
+Adding support for a layer means one `register_layer` call:
+
+```python
+import vai_optimizer_tf as vot
+
+class Swish(tf_keras.layers.Layer):
+    def call(self, x):
+        return x * tf.sigmoid(x)
+
+vot.register_layer(Swish, vot.LayerSpec.passthrough())
+```
+"""
+
+import dataclasses
+import enum
+from typing import Any, Callable, Dict, Mapping, Optional, Union
+
+
+class Role(enum.Enum):
+    """How a layer relates its output channels to its input channels."""
+
+    PRODUCER = "producer"
+    """Output channels are the layer's own (Conv, Dense): they can shrink
+    independently of the input channels."""
+    PASSTHROUGH = "passthrough"
+    """Output channel i comes from input channel i (BN, ReLU, pooling,
+    depthwise conv). Input and output channels are coupled."""
+    MERGE = "merge"
+    """Element-wise over several inputs (Add, Multiply): all inputs and the
+    output share one set of channels."""
+    CONCAT = "concat"
+    """Concatenation on the channel axis: output channels are the inputs'
+    channels, offset."""
+    FLATTEN = "flatten"
+    """Spatial positions times channels become features (Flatten)."""
+    BARRIER = "barrier"
+    """Channel semantics unknown or not slicable: channels on both sides stay
+    as they are."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """A weight axis that is sliced by channels.
+
+    Attributes:
+      index: The axis of the weight (negative counts from the end).
+      repeat_key: Config key of a channel multiplier. Set for the pointwise
+        kernel of a separable conv, whose input axis holds each input channel
+        `depth_multiplier` times.
+    """
+
+    index: int
+    repeat_key: Optional[str] = None
+
+
+def _as_axes(mapping):
+    return {k: v if isinstance(v, Axis) else Axis(int(v)) for k, v in (mapping or {}).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewriteContext:
+    """What a config rewrite needs to know about the slim model.
+
+    Attributes:
+      in_width: Slim width of the first input's channel axis.
+      out_width: Slim width of the first output's channel axis.
+      in_kept: Kept channel positions of the first input (numpy int array).
+      out_kept: Kept channel positions of the first output.
+      out_shape: Slim shape of the first output, batch included.
+    """
+
+    in_width: Optional[int]
+    out_width: Optional[int]
+    in_kept: Any
+    out_kept: Any
+    out_shape: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """How one layer class treats channels.
+
+    Attributes:
+      role: A `Role`.
+      in_axes: Weight name -> axis sliced by the input channels.
+      out_axes: Weight name -> axis sliced by the output channels.
+      width_key: For producers, the config key holding the output width
+        (`"filters"`, `"units"`).
+      expand_key: For pass-throughs that repeat each input channel (depthwise
+        conv), the config key of the multiplier.
+      reason: For barriers, why channels cannot cross the layer.
+      fixed_output: Why the output width cannot change even though the layer
+        is otherwise understood (a Dense with a softmax activation).
+      rewrite: Optional `fn(config, RewriteContext) -> config` that updates
+        the config for the slim model beyond `width_key`.
+      flops: Optional `fn(node, in_shapes, out_shapes) -> int` giving FLOPs,
+        with one multiply-add counted as 2 FLOPs. `None` means 0.
+    """
+
+    role: Role
+    in_axes: Mapping[str, Axis] = dataclasses.field(default_factory=dict)
+    out_axes: Mapping[str, Axis] = dataclasses.field(default_factory=dict)
+    width_key: Optional[str] = None
+    expand_key: Optional[str] = None
+    reason: Optional[str] = None
+    fixed_output: Optional[str] = None
+    rewrite: Optional[Callable[[Dict[str, Any], RewriteContext], Dict[str, Any]]] = None
+    flops: Optional[Callable[..., int]] = None
+
+    def __post_init__(self):
+        if not isinstance(self.role, Role):
+            raise ValueError(f"Invalid `role`: expected a vai_optimizer_tf.Role. "
+                             f"Received: role={self.role!r}")
+        object.__setattr__(self, "in_axes", _as_axes(self.in_axes))
+        object.__setattr__(self, "out_axes", _as_axes(self.out_axes))
+        if self.role is Role.PRODUCER and not self.width_key:
+            raise ValueError("Invalid `width_key`: a PRODUCER must name the config key of "
+                             "its output width, e.g. width_key='filters'. Received: width_key=None")
+        if self.role is Role.BARRIER and not self.reason:
+            raise ValueError("Invalid `reason`: a BARRIER must say why channels cannot "
+                             "cross it. Received: reason=None")
+
+    def replace(self, **changes):
+        """A copy of this spec with `changes` applied."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def passthrough(cls, per_channel_weights=None, flops=None, rewrite=None):
+        """A channel-preserving layer.
+
+        Args:
+          per_channel_weights: Weight name -> axis holding one entry per
+            channel (e.g. `{"gamma": 0}`). Defaults to none.
+          flops: Optional FLOPs formula. Defaults to 0 FLOPs.
+          rewrite: Optional config rewrite. Defaults to none.
+        """
+        return cls(Role.PASSTHROUGH, out_axes=per_channel_weights or {}, flops=flops,
+                   rewrite=rewrite)
+
+    @classmethod
+    def barrier(cls, reason):
+        """A layer that channels cannot cross, with the reason shown to users."""
+        return cls(Role.BARRIER, reason=reason)
+
+
+Entry = Union[LayerSpec, Callable[[Any], LayerSpec]]
+
+
+class LayerRegistry:
+    """Maps layer classes to `LayerSpec`s, looked up through the MRO.
+
+    Example:
+
+    ```python
+    registry = LayerRegistry()
+    registry.register(tf_keras.layers.ReLU, LayerSpec.passthrough())
+    registry.lookup(tf_keras.layers.ReLU)  # -> the spec
+    ```
+    """
+
+    def __init__(self):
+        self._entries = {}
+
+    def register(self, layer_class, entry, replace=False):
+        """Registers `entry` for `layer_class`.
+
+        Args:
+          layer_class: A layer class (not an instance).
+          entry: A `LayerSpec`, or a callable `node -> LayerSpec`.
+          replace: Whether an existing entry may be replaced. Defaults to
+            `False`.
+
+        Raises:
+          ValueError: if `layer_class` is not a class, `entry` is neither a
+            spec nor callable, or an entry exists and `replace` is False.
+        """
+        if not isinstance(layer_class, type):
+            raise ValueError("Invalid `layer_class`: expected a layer class, not an instance. "
+                             f"Received: layer_class={layer_class!r}")
+        if not (isinstance(entry, LayerSpec) or callable(entry)):
+            raise ValueError("Invalid `entry`: expected a LayerSpec or a callable "
+                             f"node -> LayerSpec. Received: entry={entry!r}")
+        if layer_class in self._entries and not replace:
+            raise ValueError(f"{layer_class.__name__} is already registered; pass replace=True "
+                             "to override its entry.")
+        self._entries[layer_class] = entry
+
+    def lookup(self, layer_class):
+        """The entry of the nearest registered class in `layer_class`'s MRO, or None."""
+        for klass in layer_class.__mro__:
+            if klass in self._entries:
+                return self._entries[klass]
+        return None
+
+    def resolve(self, node):
+        """The `LayerSpec` that applies to `node`.
+
+        Unknown layers resolve to a barrier whose reason names the layer, its
+        class and both ways out, so they are never passed through silently.
+        """
+        entry = self.lookup(node.layer_class)
+        if entry is None:
+            return LayerSpec.barrier(
+                f"layer {node.layer_path!r} of class {node.class_name} has no channel rule; "
+                "register it with vai_optimizer_tf.register_layer(cls, LayerSpec...) or "
+                "exclude it")
+        spec = entry if isinstance(entry, LayerSpec) else entry(node)
+        if not isinstance(spec, LayerSpec):
+            raise TypeError(f"The registry entry for {node.class_name} returned {spec!r}; "
+                            "entry functions must return a LayerSpec.")
+        return spec
+
+    def registered_classes(self):
+        return list(self._entries)
+
+
+REGISTRY = LayerRegistry()
+
+
+def register_layer(layer_class, spec, replace=False):
+    """Declares how `layer_class` (and its subclasses) treat channels.
+
+    Args:
+      layer_class: A Keras layer class.
+      spec: A `LayerSpec`, or a callable `node -> LayerSpec`.
+      replace: Whether to override an existing entry. Defaults to `False`.
+
+    Example:
+
+    ```python
+    class Swish(tf_keras.layers.Layer):
+        def call(self, x):
+            return x * tf.sigmoid(x)
+
+    vai_optimizer_tf.register_layer(Swish, vai_optimizer_tf.LayerSpec.passthrough())
+    ```
+    """
+    REGISTRY.register(layer_class, spec, replace=replace)

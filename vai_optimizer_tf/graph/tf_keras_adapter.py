@@ -1,0 +1,338 @@
+"""Adapter for `tf_keras` (Keras 2) models.
+
+This is the only module that touches `tf_keras` internals. It reads a
+Sequential or Functional model, with nested models and shared layers, into
+the neutral `Graph` IR, reads layer weights by layer path, and rebuilds a model
+from rewritten layer configs with new weights. No `tf_keras` object leaves
+this module: the rest of the library sees `Graph`, plain dicts and numpy
+arrays.
+"""
+
+import copy
+import difflib
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from vai_optimizer_tf import errors
+from vai_optimizer_tf.graph import ir
+from vai_optimizer_tf.graph import tf_keras_rules  # noqa: F401  (registers the entries)
+
+_MODEL_CLASS_NAMES = ("Functional", "Sequential", "Model")
+
+
+def is_supported_model(model):
+    """Whether `model` is a tf_keras model (of any kind)."""
+    return isinstance(model, tf_keras.Model)
+
+
+def _check_model(model):
+    if not isinstance(model, tf_keras.Model):
+        module = type(model).__module__
+        if module.startswith("keras"):
+            raise errors.UnsupportedModelError(
+                f"Got a Keras 3 model ({type(model).__name__}); this version reads tf_keras "
+                "(Keras 2) models. Build the model with `import tf_keras as keras` (and "
+                "TF_USE_LEGACY_KERAS=1 for code that uses tf.keras).")
+        raise errors.UnsupportedModelError(
+            f"Expected a tf_keras Sequential or Functional model. Received: model of type "
+            f"{type(model).__name__}")
+    if not getattr(model, "_is_graph_network", False):
+        if isinstance(model, tf_keras.Sequential):
+            raise errors.UnsupportedModelError(
+                f"Sequential model {model.name!r} has no defined input, so its graph cannot "
+                "be read. Start it with `tf_keras.Input(shape=...)` or call "
+                "`model.build((None, ...))` before pruning.")
+        raise errors.UnsupportedModelError(
+            f"Model {model.name!r} is a subclassed model (class {type(model).__name__}); its "
+            "graph is hidden in Python code and cannot be read. Supported kinds: tf_keras "
+            "Sequential and Functional models (nested ones included). Rebuild it with the "
+            "Functional API, e.g. `tf_keras.Model(inputs, outputs)`.")
+
+
+def _short_weight_name(variable):
+    name = variable.name.split("/")[-1]
+    return name.split(":")[0]
+
+
+def _history_key(keras_tensor):
+    layer, node_index, tensor_index = keras_tensor._keras_history
+    return (id(layer), node_index, tensor_index)
+
+
+def _shape(keras_tensor):
+    return tuple(keras_tensor.shape.as_list())
+
+
+def _neutral(value, local):
+    """Replaces KerasTensors in a call-argument structure by `ir.TensorRef`s."""
+    def convert(x):
+        if hasattr(x, "_keras_history"):
+            return ir.TensorRef(local[_history_key(x)])
+        if isinstance(x, (np.ndarray, np.generic)):
+            return x.tolist()
+        if isinstance(x, tf.TensorShape):
+            return x.as_list()
+        if isinstance(x, tf.DType):
+            return x.name
+        return x
+    return tf.nest.map_structure(convert, value)
+
+
+class TfKerasAdapter:
+    """Reads a tf_keras model into a `Graph` and rebuilds it with changes.
+
+    Args:
+      model: A tf_keras Sequential or Functional model. It is never modified.
+      input_signature: Optional `tf.TensorSpec` (or list, one per input)
+        giving concrete input shapes for models whose inputs have unknown
+        dimensions. Defaults to the model's own input shapes.
+
+    Raises:
+      UnsupportedModelError: for subclassed models, unbuilt Sequential
+        models, Keras 3 models, or an `input_signature` that does not fit.
+    """
+
+    def __init__(self, model, input_signature=None):
+        _check_model(model)
+        self.source_model = model
+        self.model = self._with_input_signature(model, input_signature)
+        self._layers = {}
+        self._nested_inputs = {}
+        self.graph = self._read()
+
+    # Reading -----------------------------------------------------------------
+
+    def _with_input_signature(self, model, input_signature):
+        if input_signature is None:
+            return model
+        specs = tf.nest.flatten(input_signature)
+        if len(specs) != len(model.inputs):
+            raise errors.UnsupportedModelError(
+                f"Invalid `input_signature`: the model has {len(model.inputs)} input(s) but "
+                f"{len(specs)} spec(s) were given. Received: input_signature={input_signature!r}")
+        shapes = []
+        changed = False
+        for spec, tensor in zip(specs, model.inputs):
+            shape = tuple(tf.TensorShape(getattr(spec, "shape", spec)).as_list())
+            model_shape = _shape(tensor)
+            if len(shape) != len(model_shape) or any(
+                    m is not None and s is not None and m != s
+                    for s, m in zip(shape[1:], model_shape[1:])):
+                raise errors.UnsupportedModelError(
+                    f"Invalid `input_signature`: shape {shape} does not fit model input "
+                    f"{tensor.name!r} of shape {model_shape}.")
+            merged = (None,) + tuple(m if m is not None else s
+                                     for s, m in zip(shape[1:], model_shape[1:]))
+            changed |= merged != model_shape
+            shapes.append(merged)
+        if not changed:
+            return model
+        config = copy.deepcopy(model.get_config())
+        input_names = [t._keras_history[0].name for t in model.inputs]
+        for entry in config["layers"]:
+            if entry["class_name"] == "InputLayer" and entry["config"]["name"] in input_names:
+                entry["config"]["batch_input_shape"] = list(
+                    shapes[input_names.index(entry["config"]["name"])])
+        if isinstance(model, tf_keras.Sequential) and config["layers"][0]["class_name"] != "InputLayer":
+            config["layers"][0]["config"]["batch_input_shape"] = list(shapes[0])
+        clone = self._from_config(model, config)
+        clone.set_weights(model.get_weights())
+        return clone
+
+    def _read(self):
+        model = self.model
+        self._tensors = []
+        self._nodes = []
+        self._calls = {}
+        input_ids = [self._new_tensor(t) for t in model.inputs]
+        output_ids = self._walk(model, "", input_ids)
+        output_names = [t._keras_history[0].name for t in model.outputs]
+        return ir.Graph(model.name, self._nodes, self._tensors, input_ids, output_ids,
+                        output_names)
+
+    def _new_tensor(self, keras_tensor):
+        tensor = ir.TensorInfo(len(self._tensors), _shape(keras_tensor),
+                               keras_tensor.dtype.name if keras_tensor.dtype else "float32")
+        self._tensors.append(tensor)
+        return tensor.id
+
+    def _walk(self, model, prefix, input_ids):
+        """Adds the nodes of `model` with its inputs bound to `input_ids`.
+
+        Returns the ids of the model's outputs.
+        """
+        local = {_history_key(t): tid for t, tid in zip(model.inputs, input_ids)}
+        for depth in sorted(model._nodes_by_depth, reverse=True):
+            for node in model._nodes_by_depth[depth]:
+                if node.is_input:
+                    continue
+                layer = node.layer
+                in_ids = [local[_history_key(t)] for t in node.keras_inputs]
+                out_tensors = tf.nest.flatten(node.outputs)
+                path = prefix + layer.name
+                if getattr(layer, "_is_graph_network", False):
+                    self._nested_inputs.setdefault(path, in_ids)
+                    inner_out = self._walk(layer, path + "/", in_ids)
+                    for t, tid in zip(out_tensors, inner_out):
+                        local[_history_key(t)] = tid
+                    continue
+                if isinstance(layer, tf_keras.Model):
+                    _check_model(layer)
+                out_ids = [self._new_tensor(t) for t in out_tensors]
+                for t, tid in zip(out_tensors, out_ids):
+                    local[_history_key(t)] = tid
+                count = self._calls.get(path, 0)
+                self._calls[path] = count + 1
+                self._layers[path] = layer
+                self._nodes.append(ir.Node(
+                    name=path if count == 0 else f"{path}@{count}",
+                    layer_path=path,
+                    layer_class=type(layer),
+                    config=layer.get_config(),
+                    inputs=tuple(in_ids),
+                    outputs=tuple(out_ids),
+                    weights=tuple(ir.WeightInfo(_short_weight_name(v), tuple(v.shape.as_list()))
+                                  for v in layer.weights),
+                    input_shapes=tuple(self._tensors[t].shape for t in in_ids),
+                    output_shapes=tuple(self._tensors[t].shape for t in out_ids),
+                    call_args=_neutral(tuple(node.call_args), local),
+                    call_kwargs=_neutral(dict(node.call_kwargs), local),
+                ))
+        return [local[_history_key(t)] for t in model.outputs]
+
+    # Weights -----------------------------------------------------------------
+
+    def layer_weights(self, layer_path):
+        """The numpy values of the layer's variables, in `Node.weights` order."""
+        return self._layers[layer_path].get_weights()
+
+    def all_weights(self):
+        """Layer path -> list of numpy arrays, for every layer with weights."""
+        return {path: layer.get_weights() for path, layer in self._layers.items()
+                if layer.weights}
+
+    def custom_objects(self):
+        """Name -> class for layer classes that are not part of tf_keras."""
+        objects = {}
+        for layer in self._layers.values():
+            cls = type(layer)
+            if not cls.__module__.startswith("tf_keras"):
+                objects[cls.__name__] = cls
+                objects[tf_keras.saving.get_registered_name(cls)] = cls
+        return objects
+
+    # Rebuilding --------------------------------------------------------------
+
+    def _from_config(self, model, config):
+        objects = self.custom_objects() if hasattr(self, "_layers") else {}
+        with tf_keras.utils.custom_object_scope(objects):
+            if isinstance(model, tf_keras.Sequential):
+                return tf_keras.Sequential.from_config(config)
+            return tf_keras.Model.from_config(config)
+
+    def rebuild(self, layer_configs=None, layer_weights=None, tensor_shapes=None, name=None):
+        """Builds a new model from the source's config with changes.
+
+        Args:
+          layer_configs: Layer path -> replacement config dict.
+          layer_weights: Layer path -> list of numpy arrays to load. Layers
+            not listed keep the source model's weights.
+          tensor_shapes: Graph tensor id -> new shape, used to update the
+            input shapes of nested models whose inputs shrink.
+          name: Optional new model name. Defaults to the source's name.
+
+        Returns:
+          A new tf_keras model of the same kind, with the same layer names.
+        """
+        layer_configs = layer_configs or {}
+        layer_weights = layer_weights or {}
+        tensor_shapes = tensor_shapes or {}
+        config = copy.deepcopy(self.model.get_config())
+        self._rewrite(config, "", layer_configs, tensor_shapes)
+        if name:
+            config["name"] = name
+        model = self._from_config(self.model, config)
+        for path, layer in self._layers.items():
+            if not layer.weights:
+                continue
+            values = layer_weights.get(path)
+            if values is None:
+                values = layer.get_weights()
+            target = self._find_layer(model, path)
+            try:
+                target.set_weights(values)
+            except ValueError as e:
+                raise ValueError(f"Rebuilt layer {path!r} does not accept its new weights "
+                                 f"({[np.shape(v) for v in values]}): {e}") from e
+        return model
+
+    def _rewrite(self, model_config, prefix, layer_configs, tensor_shapes):
+        for entry in model_config["layers"]:
+            name = entry["config"]["name"]
+            path = prefix + name
+            if entry["class_name"] in _MODEL_CLASS_NAMES and "layers" in entry["config"]:
+                self._rewrite(entry["config"], path + "/", layer_configs, tensor_shapes)
+                self._rewrite_nested_inputs(entry, path, tensor_shapes)
+            elif path in layer_configs:
+                entry["config"] = copy.deepcopy(layer_configs[path])
+
+    def _rewrite_nested_inputs(self, entry, path, tensor_shapes):
+        in_ids = self._nested_inputs.get(path)
+        if not in_ids:
+            return
+        layers = entry["config"]["layers"]
+        if entry["class_name"] == "Sequential":
+            first = layers[0]["config"]
+            if in_ids[0] in tensor_shapes:
+                first["batch_input_shape"] = list(tensor_shapes[in_ids[0]])
+            return
+        input_names = [spec[0] for spec in entry["config"]["input_layers"]]
+        for layer_entry in layers:
+            if layer_entry["class_name"] == "InputLayer" and layer_entry["config"]["name"] in input_names:
+                tid = in_ids[input_names.index(layer_entry["config"]["name"])]
+                if tid in tensor_shapes:
+                    layer_entry["config"]["batch_input_shape"] = list(tensor_shapes[tid])
+
+    @staticmethod
+    def _find_layer(model, path):
+        layer = model
+        for part in path.split("/"):
+            layer = layer.get_layer(part)
+        return layer
+
+    def resolve_layer(self, layer_or_name):
+        """Layer path of a layer given as an object, a path, or a unique name.
+
+        Raises:
+          ValueError: if no layer (or several nested ones) match, with the
+            closest names in the message.
+        """
+        if isinstance(layer_or_name, str):
+            if layer_or_name in self._layers:
+                return layer_or_name
+            matches = [p for p in self._layers if p.split("/")[-1] == layer_or_name]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise ValueError(f"Layer name {layer_or_name!r} is ambiguous: it matches "
+                                 f"{matches}. Pass the full path or the layer object.")
+            close = difflib.get_close_matches(layer_or_name, list(self._layers), n=3)
+            raise ValueError(f"No layer named {layer_or_name!r} in model {self.model.name!r}"
+                             + (f"; did you mean {close}?" if close else ".")
+                             + " Layers without weights that only pass channels through "
+                             "cannot be excluded on their own; exclude the layer producing "
+                             "the channels instead.")
+        for path, layer in self._layers.items():
+            if layer is layer_or_name:
+                return path
+        name = getattr(layer_or_name, "name", None)
+        if isinstance(name, str) and self.model is not self.source_model:
+            return self.resolve_layer(name)
+        raise ValueError(f"Layer object {layer_or_name!r} is not part of model "
+                         f"{self.model.name!r}. Pass one of its layers or a layer name.")
+
+    def layer_config(self, layer_path):
+        """A deep copy of the source layer's config."""
+        return copy.deepcopy(self._layers[layer_path].get_config())

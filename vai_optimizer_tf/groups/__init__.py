@@ -1,0 +1,1 @@
+"""Channel groups: which channels must shrink together."""

@@ -1,0 +1,1 @@
+"""Per-weight channel masks and the sparse model."""

@@ -1,0 +1,1 @@
+"""Importance criteria and pruning specs."""

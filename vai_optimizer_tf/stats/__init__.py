@@ -1,0 +1,1 @@
+"""FLOPs and parameter counts."""

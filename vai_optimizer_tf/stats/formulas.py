@@ -1,0 +1,133 @@
+"""FLOP formulas, as functions of a node's input and output shapes.
+
+They follow the conventions of TensorFlow's profiler (`float_operation` on a
+frozen graph), so our counts can be checked against it:
+
+* one multiply-add counts as 2 FLOPs; a bias add is 1 FLOP per output element;
+* an element-wise op over n tensors is (n - 1) FLOPs per output element;
+* max/average pooling is one FLOP per window element per output; global
+  average pooling one per input element; global max pooling 0;
+* inference BatchNormalization on 4D/5D tensors is a fused op counted as 0
+  (it folds into the previous conv on deployment); ReLU-like activations and
+  sigmoid are 0; swish is 2, hard-sigmoid and GELU 4, softmax 5 per element.
+
+Shapes include the batch axis, which is ignored: counts are per sample.
+Channel widths in the shapes may be pruned widths, which is how analytic FLOPs
+of a pruned model are computed without building it.
+"""
+
+import math
+
+_ACTIVATION_FLOPS = {"swish": 2, "silu": 2, "hard_sigmoid": 4, "gelu": 4, "softmax": 5,
+                     "log_softmax": 5}
+
+
+def _elements(shape):
+    return math.prod(d for d in shape[1:])
+
+
+def _activation_flops(config, out_shape):
+    act = config.get("activation")
+    if isinstance(act, dict):
+        act = act.get("config", {}).get("name", act.get("class_name"))
+    return _ACTIVATION_FLOPS.get(act, 0) * _elements(out_shape)
+
+
+def _bias_and_activation(node, out_shapes):
+    bias = _elements(out_shapes[0]) if node.config.get("use_bias") else 0
+    return bias + _activation_flops(node.config, out_shapes[0])
+
+
+def _dilated_spatial(node, shape):
+    dilation = node.config.get("dilation_rate") or 1
+    dims = shape[1:-1]
+    if isinstance(dilation, int):
+        dilation = (dilation,) * len(dims)
+    # TF runs dilated convs as space-to-batch, which pads each dim to a multiple.
+    return math.prod(-(-d // r) * r for d, r in zip(dims, dilation))
+
+
+def conv(node, in_shapes, out_shapes):
+    """Conv1D/2D/3D, grouped convs included."""
+    kernel = math.prod(node.config["kernel_size"])
+    cin = in_shapes[0][-1] // int(node.config.get("groups", 1) or 1)
+    positions = _dilated_spatial(node, out_shapes[0])
+    return 2 * kernel * cin * out_shapes[0][-1] * positions + _bias_and_activation(node, out_shapes)
+
+
+def conv_transpose(node, in_shapes, out_shapes):
+    """Conv*DTranspose, as TF's Conv2DBackpropInput is counted."""
+    kernel = math.prod(node.config["kernel_size"])
+    strides = math.prod(node.config.get("strides") or (1,))
+    macs = math.prod(out_shapes[0][1:-1]) * kernel * in_shapes[0][-1] * out_shapes[0][-1]
+    return int(2 * macs / strides) + _bias_and_activation(node, out_shapes)
+
+
+def depthwise(node, in_shapes, out_shapes):
+    kernel = math.prod(node.config["kernel_size"])
+    positions = _dilated_spatial(node, out_shapes[0])
+    return 2 * kernel * positions * out_shapes[0][-1] + _bias_and_activation(node, out_shapes)
+
+
+def separable(node, in_shapes, out_shapes):
+    kernel = math.prod(node.config["kernel_size"])
+    multiplier = int(node.config.get("depth_multiplier", 1))
+    spatial = math.prod(out_shapes[0][1:-1])
+    mid = in_shapes[0][-1] * multiplier
+    return (2 * kernel * mid * _dilated_spatial(node, out_shapes[0])
+            + 2 * mid * out_shapes[0][-1] * spatial + _bias_and_activation(node, out_shapes))
+
+
+def dense(node, in_shapes, out_shapes):
+    return 2 * in_shapes[0][-1] * _elements(out_shapes[0]) + _bias_and_activation(node, out_shapes)
+
+
+def pool(node, in_shapes, out_shapes):
+    return math.prod(node.config["pool_size"]) * _elements(out_shapes[0])
+
+
+def global_average_pool(node, in_shapes, out_shapes):
+    return _elements(in_shapes[0])
+
+
+def activation(node, in_shapes, out_shapes):
+    return _activation_flops(node.config, out_shapes[0])
+
+
+def softmax(node, in_shapes, out_shapes):
+    return 5 * _elements(out_shapes[0])
+
+
+def batch_norm(node, in_shapes, out_shapes):
+    """0 when fused (4D/5D inputs); otherwise scale and shift plus statistics."""
+    if len(in_shapes[0]) >= 4:
+        return 0
+    return 2 * _elements(out_shapes[0]) + 6 * in_shapes[0][-1]
+
+
+def normalization(node, in_shapes, out_shapes):
+    return 2 * _elements(out_shapes[0]) + in_shapes[0][-1]
+
+
+def prelu(node, in_shapes, out_shapes):
+    shared = node.config.get("shared_axes") or ()
+    alpha = math.prod(1 if (i + 1) in shared else d for i, d in enumerate(in_shapes[0][1:]))
+    return 3 * _elements(out_shapes[0]) + alpha
+
+
+def merge(node, in_shapes, out_shapes):
+    """Add, Multiply, Maximum, Minimum, Subtract over n inputs: (n - 1) per element."""
+    return max(len(in_shapes) - 1, 1) * _elements(out_shapes[0])
+
+
+def average(node, in_shapes, out_shapes):
+    """n - 1 additions and one division per element."""
+    return len(in_shapes) * _elements(out_shapes[0])
+
+
+def per_element(count):
+    """A formula of `count` FLOPs per output element."""
+    def formula(node, in_shapes, out_shapes):
+        return count * _elements(out_shapes[0])
+    formula.__name__ = f"per_element_{count}"
+    return formula

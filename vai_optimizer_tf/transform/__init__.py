@@ -1,0 +1,1 @@
+"""Building the slim model, with pruned channels physically removed."""

@@ -1,0 +1,1 @@
+"""Small helpers shared across vai_optimizer_tf."""
