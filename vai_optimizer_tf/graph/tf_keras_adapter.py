@@ -99,6 +99,7 @@ class TfKerasAdapter:
         self.source_model = model
         self.model = self._with_input_signature(model, input_signature)
         self._layers = {}
+        self._path_parts = {}
         self._nested_inputs = {}
         self.graph = self._read()
 
@@ -158,7 +159,7 @@ class TfKerasAdapter:
         self._tensors.append(tensor)
         return tensor.id
 
-    def _walk(self, model, prefix, input_ids):
+    def _walk(self, model, prefix, input_ids, parts=()):
         """Adds the nodes of `model` with its inputs bound to `input_ids`.
 
         Returns the ids of the model's outputs.
@@ -174,7 +175,7 @@ class TfKerasAdapter:
                 path = prefix + layer.name
                 if getattr(layer, "_is_graph_network", False):
                     self._nested_inputs.setdefault(path, in_ids)
-                    inner_out = self._walk(layer, path + "/", in_ids)
+                    inner_out = self._walk(layer, path + "/", in_ids, parts + (layer.name,))
                     for t, tid in zip(out_tensors, inner_out):
                         local[_history_key(t)] = tid
                     continue
@@ -186,6 +187,7 @@ class TfKerasAdapter:
                 count = self._calls.get(path, 0)
                 self._calls[path] = count + 1
                 self._layers[path] = layer
+                self._path_parts[path] = parts + (layer.name,)
                 self._nodes.append(ir.Node(
                     name=path if count == 0 else f"{path}@{count}",
                     layer_path=path,
@@ -260,7 +262,7 @@ class TfKerasAdapter:
             values = layer_weights.get(path)
             if values is None:
                 values = layer.get_weights()
-            target = self._find_layer(model, path)
+            target = self._find_layer(model, self._path_parts[path])
             try:
                 target.set_weights(values)
             except ValueError as e:
@@ -296,9 +298,9 @@ class TfKerasAdapter:
                     layer_entry["config"]["batch_input_shape"] = list(tensor_shapes[tid])
 
     @staticmethod
-    def _find_layer(model, path):
+    def _find_layer(model, parts):
         layer = model
-        for part in path.split("/"):
+        for part in parts:
             layer = layer.get_layer(part)
         return layer
 
