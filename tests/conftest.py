@@ -1,0 +1,17 @@
+"""Shared pytest set-up: quiet TensorFlow, deterministic seeds, shared models."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    np.random.seed(0)
+    tf.random.set_seed(0)

@@ -1,0 +1,55 @@
+"""Helpers for tests: random BN statistics and output comparison."""
+
+import numpy as np
+import tf_keras as keras
+
+
+def randomize_batch_norm(model, seed=0):
+    """Gives every BatchNormalization layer non-trivial statistics, in place.
+
+    Fresh models have gamma=1, beta=0, mean=0, var=1, under which BN is the
+    identity and bugs in slicing its weights would go unseen.
+    """
+    rs = np.random.RandomState(seed)
+    ranges = {"gamma": (0.5, 1.5), "beta": (-0.2, 0.2), "moving_mean": (-0.2, 0.2),
+              "moving_variance": (0.5, 1.5)}
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            values = []
+            for var, value in zip(layer.weights, layer.get_weights()):
+                name = var.name.split("/")[-1].split(":")[0]
+                lo, hi = ranges[name]
+                values.append(rs.uniform(lo, hi, value.shape).astype(value.dtype))
+            layer.set_weights(values)
+    return model
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def random_inputs(model, batch=2, seed=0):
+    rs = np.random.RandomState(seed)
+    xs = [rs.uniform(-1, 1, (batch,) + tuple(t.shape[1:])).astype("float32")
+          for t in model.inputs]
+    return xs[0] if len(xs) == 1 else xs
+
+
+def outputs(model, x):
+    y = model(x, training=False)
+    ys = y if isinstance(y, (list, tuple)) else [y]
+    return [np.asarray(v) for v in ys]
+
+
+def max_relative_difference(model_a, model_b, x):
+    """max |a - b| / max |a| over all outputs of two models on input `x`."""
+    worst = 0.0
+    for a, b in zip(outputs(model_a, x), outputs(model_b, x)):
+        if a.shape != b.shape:
+            raise AssertionError(f"output shapes differ: {a.shape} vs {b.shape}")
+        worst = max(worst, float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12)))
+    return worst
