@@ -52,8 +52,8 @@ class PruningSpec:
 
     ```python
     spec = runner.uniform_spec(0.5)
-    spec.save("/tmp/spec.json")
-    same = PruningSpec.load("/tmp/spec.json")
+    spec.save("spec.json")
+    same = PruningSpec.load("spec.json")
     ```
     """
 
