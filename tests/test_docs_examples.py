@@ -60,3 +60,19 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
     assert blocks, f"{name} has no ```python example"
     for block in blocks:
         exec(compile(block, f"{name} docstring", "exec"), namespace)
+
+
+def test_layer_support_table_lists_every_registered_class():
+    from vai_optimizer_tf.graph import tf_keras_adapter  # noqa: F401  (registers entries)
+    from vai_optimizer_tf.graph.registry import REGISTRY
+
+    table = open(os.path.join(ROOT, "docs", "layer_support.md")).read()
+    missing = []
+    for cls in REGISTRY.registered_classes():
+        if not cls.__module__.startswith("tf_keras"):
+            continue  # registered by an example or a test
+        name = cls.__name__
+        stem = re.sub(r"[123]D$", "", name)
+        if name not in table and f"{stem}1D/2D" not in table and f"`{name}`" not in table:
+            missing.append(name)
+    assert not missing, f"docs/layer_support.md does not list {missing}"
