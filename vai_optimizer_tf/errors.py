@@ -30,3 +30,14 @@ class SpecMismatchError(VaiOptimizerError, ValueError):
 
 class SpecFormatError(VaiOptimizerError, ValueError):
     """A pruning spec file is not valid JSON of the expected shape."""
+
+
+class AnalysisError(VaiOptimizerError, RuntimeError):
+    """Sensitivity analysis stopped: `eval_fn` raised or returned a bad value.
+
+    Finished steps are kept in the workspace; running `ana` again resumes.
+    """
+
+
+class AnalysisCacheError(VaiOptimizerError, ValueError):
+    """A sensitivity-analysis cache file is corrupted or belongs elsewhere."""

@@ -1,26 +1,43 @@
-"""`IterativePruningRunner`: the entry point of the channel-pruning flow."""
+"""`IterativePruningRunner`: analyse, prune, fine-tune, repeat, transform."""
 
+import json
+import logging
 import numbers
+import os
+import time
 
+import numpy as np
+
+from vai_optimizer_tf import errors
+from vai_optimizer_tf.analysis import sensitivity_analysis as analysis_lib
+from vai_optimizer_tf.analysis.sensitivity_cache import SensitivityCache
 from vai_optimizer_tf.graph.tf_keras_adapter import TfKerasAdapter
 from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.masks.sparse_model import build_sparse_model
 from vai_optimizer_tf.planning import importance
-from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec, as_spec
+from vai_optimizer_tf.planning.ratio_search import DropCurve, RatioSearch
+from vai_optimizer_tf.planning.spec import PruningSpec, as_spec
+from vai_optimizer_tf.planning.spec_builder import build_spec
+from vai_optimizer_tf.planning.width_flops import WidthFlops
 from vai_optimizer_tf.stats.model_stats import compute_stats
 from vai_optimizer_tf.transform.slim_model import build_slim_model
-from vai_optimizer_tf.utils import validation
+from vai_optimizer_tf.utils import atomic, validation
+
+DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+_LATEST = "latest_spec.json"
+logger = logging.getLogger("vai_optimizer_tf")
 
 
 class IterativePruningRunner:
-    """Finds channel groups in a Keras model and builds sparse and slim models.
+    """Analyses, prunes and slims a Keras model, one iteration at a time.
 
-    The model is read once into a graph of channel groups. A `PruningSpec`
-    says which channels each group keeps; from it the runner builds the
-    *sparse* model (same architecture, pruned channels zeroed, for
-    fine-tuning) and the *slim* model (pruned channels removed). The model
-    passed in is never modified.
+    The model is read once into channel groups. `ana` measures how much your
+    metric drops when each group is pruned; `prune` turns a FLOPs-reduction
+    target (or a metric-drop threshold) into per-group ratios, picks the
+    channels, saves the `PruningSpec` in the workspace and returns the sparse
+    model to fine-tune; `get_slim_model` removes the pruned channels. The
+    model passed in is never modified.
 
     Args:
       model: A tf_keras Sequential or Functional model, nested models and
@@ -29,6 +46,8 @@ class IterativePruningRunner:
         models whose input shape is not fully defined, e.g.
         `tf.TensorSpec((1, 224, 224, 3), tf.float32)`. Defaults to the model's
         own input shapes.
+      workspace: Folder for the analysis cache, the specs and the
+        `latest_spec.json` pointer. Defaults to `".vai"`.
 
     Raises:
       UnsupportedModelError: for subclassed or Keras 3 models.
@@ -36,25 +55,36 @@ class IterativePruningRunner:
     Example:
 
     ```python
+    import numpy as np
     import tf_keras
     import vai_optimizer_tf as vot
 
-    model = tf_keras.applications.ResNet50(weights=None, input_shape=(96, 96, 3))
-    runner = vot.IterativePruningRunner(model)
-    spec = runner.uniform_spec(0.5, channel_divisible=8)
-    sparse = runner.get_sparse_model(spec)   # fine-tune this with model.fit
-    slim = runner.get_slim_model(spec)       # same outputs as `sparse`, fewer FLOPs
+    model = tf_keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3),
+                                              classes=10)
+    x = np.random.rand(64, 32, 32, 3).astype("float32")
+    y = np.random.randint(0, 10, 64)
+
+    def eval_fn(m):  # accuracy; a Vitis-style eval_fn may also compile and evaluate
+        return float(np.mean(np.argmax(m(x, training=False), axis=-1) == y))
+
+    runner = vot.IterativePruningRunner(model, workspace="ws")
+    runner.ana(eval_fn, ratios=(0.3, 0.6), verbose=0)
+    sparse = runner.prune(ratio=0.3)          # fine-tune this with model.fit
+    slim = runner.get_slim_model()            # uses the spec prune() just saved
     ```
     """
 
-    def __init__(self, model, input_signature=None):
+    def __init__(self, model, input_signature=None, workspace=".vai"):
         self.model = model
         self._adapter = TfKerasAdapter(model, input_signature)
         self.graph = self._adapter.graph
         self.model_digest = self.graph.digest()
+        self.workspace = os.fspath(workspace)
         self._deps_by_excludes = {}
         self._deps = self._dependency_graph(frozenset())
         self._baseline_stats = None
+        self._weights_digest = None
+        self._analysis = None
 
     # Groups -----------------------------------------------------------------
 
@@ -66,6 +96,10 @@ class IterativePruningRunner:
     @property
     def prunable_groups(self):
         return self._deps.prunable_groups
+
+    def describe_groups(self):
+        """Every group's `describe()`, one after another."""
+        return "\n".join(g.describe() for g in self._deps.groups)
 
     def _dependency_graph(self, excludes):
         if excludes not in self._deps_by_excludes:
@@ -79,11 +113,270 @@ class IterativePruningRunner:
             excludes = [excludes]
         return frozenset(self._adapter.resolve_layer(e) for e in excludes)
 
-    def describe_groups(self):
-        """Every group's `describe()`, one after another."""
-        return "\n".join(g.describe() for g in self._deps.groups)
+    def _deps_for(self, excludes):
+        return self._dependency_graph(self._resolve_excludes(excludes))
 
-    # Specs ------------------------------------------------------------------
+    # Sensitivity analysis ---------------------------------------------------------
+
+    def _analysis_key(self, ratios, criterion, mode):
+        if self._weights_digest is None:
+            self._weights_digest = self._adapter.weights_digest()
+        return {"graph_digest": self.model_digest, "weights_digest": self._weights_digest,
+                "ratios": list(ratios), "criterion": criterion, "mode": mode}
+
+    def ana(self, eval_fn, excludes=None, forced=False, ratios=DEFAULT_RATIOS, shard=None,
+            mode="max", criterion="l1", verbose=1):
+        """Measures the metric with each prunable group pruned alone at each ratio.
+
+        The baseline is evaluated once, then every (group, ratio) step, on one
+        evaluation copy of the model whose weights are masked in place. After
+        every step the results are written atomically to
+        `<workspace>/ana/sensitivity.json`, so a killed run resumes where it
+        stopped. Results are keyed by the graph, the weights, the ratio grid,
+        the criterion and the mode: an analysis of other weights is never
+        reused.
+
+        Args:
+          eval_fn: `fn(model) -> float`. It receives a Keras model (compiled
+            like yours when yours is compiled) and returns one number, e.g.
+            accuracy on a validation set.
+          excludes: Layers (names or objects) whose groups are not analysed.
+            Defaults to none.
+          forced: Recompute every step even when cached results exist.
+            Defaults to `False`.
+          ratios: Fractions of each group's channels to prune. Defaults to
+            0.1, 0.2, ..., 0.9.
+          shard: `(i, n)` to run only the i-th of n interleaved shares of the
+            steps, so n processes (or machines with a shared workspace) split
+            the work; `prune` merges the shards. Defaults to all steps.
+          mode: `"max"` when a higher metric is better (accuracy), `"min"`
+            when lower is better (loss, error). Defaults to `"max"`.
+          criterion: Importance criterion that picks the pruned channels.
+            Defaults to `"l1"`.
+          verbose: 1 shows a progress bar and prints the table, 0 is silent.
+            Defaults to `1`.
+
+        Returns:
+          The `SensitivityCache` of this process's steps (all steps when not
+          sharded); `.table(...)` formats it.
+
+        Raises:
+          AnalysisError: when `eval_fn` raises or returns NaN or a non-number;
+            the message names the group and ratio. Finished steps are kept.
+          AnalysisCacheError: when a cache file is corrupted.
+        """
+        if not callable(eval_fn):
+            raise ValueError(f"Invalid `eval_fn`: expected a callable model -> float. "
+                             f"Received: eval_fn={eval_fn!r}")
+        if mode not in ("max", "min"):
+            raise ValueError(f"Invalid `mode`: expected 'max' (higher is better) or 'min'. "
+                             f"Received: mode={mode!r}")
+        ratios = analysis_lib.check_ratios(ratios)
+        shard = analysis_lib.check_shard(shard)
+        criterion_name, _ = importance.get_criterion(criterion)
+        deps = self._deps_for(excludes)
+        key = self._analysis_key(ratios, criterion_name, mode)
+        log = print if verbose else logger.info
+        cache, path = analysis_lib.load_cache(self.workspace, key, shard, forced, log, deps)
+        if shard is None and not forced:
+            others, _ = SensitivityCache.merged_from(analysis_lib.cache_folder(self.workspace), key)
+            if others is not None:
+                cache.merge(others.renamed(deps))
+        names = [g.name for g in deps.prunable_groups]
+        steps = analysis_lib.analysis_steps(names, ratios, shard)
+        analysis_lib.SensitivityAnalysis(self._adapter, deps, cache, path, criterion,
+                                         verbose).run(steps, eval_fn)
+        merged, _ = SensitivityCache.merged_from(analysis_lib.cache_folder(self.workspace), key)
+        merged = merged.renamed(self._deps)
+        self._analysis = merged
+        if not merged.missing_steps(analysis_lib.analysis_steps(names, ratios)):
+            self._write_reports(merged, names, verbose)
+        return cache
+
+    def _write_reports(self, cache, names, verbose):
+        folder = analysis_lib.cache_folder(self.workspace)
+        atomic.write_text_atomic(os.path.join(folder, "sensitivity.csv"), cache.to_csv(names))
+        cache.plot(os.path.join(folder, "sensitivity.png"), names, self.graph.name)
+        if verbose:
+            print(cache.table(self.graph.name, names))
+
+    def _find_analysis(self, previous):
+        """The sensitivity analysis that `prune` may use, or raises with the fix."""
+        if self._analysis is not None:
+            return self._analysis
+        folder = analysis_lib.cache_folder(self.workspace)
+        by_key = {}
+        for path in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            if path.startswith("sensitivity") and path.endswith(".json"):
+                cache = SensitivityCache.load(os.path.join(folder, path))
+                by_key.setdefault(json.dumps(cache.key, sort_keys=True), []).append(cache)
+        candidates = []
+        for caches in by_key.values():
+            merged = SensitivityCache(caches[0].key)
+            for cache in caches:
+                merged.merge(cache)
+            if merged.key["graph_digest"] == self.model_digest:
+                candidates.append(merged)
+        if not candidates:
+            return None
+        self._analysis_key(DEFAULT_RATIOS, "l1", "max")
+        for cache in candidates:
+            if cache.key["weights_digest"] == self._weights_digest:
+                return cache.renamed(self._deps)
+        wanted = previous.metadata.get("analysis_key") if previous is not None else None
+        for cache in candidates:
+            if cache.key == wanted:
+                return cache.renamed(self._deps)
+        raise errors.AnalysisCacheError(
+            f"The sensitivity analysis in {folder!r} was made for other weights of this "
+            "model, and this model is not the fine-tuned sparse model of the latest spec. "
+            "Run runner.ana(eval_fn) again for these weights.")
+
+    # Pruning ---------------------------------------------------------------------
+
+    def prune(self, ratio=None, threshold=None, spec_path=None, excludes=None, criterion="l1",
+              channel_divisible=1, mode="sparse"):
+        """Prunes to a FLOPs target or a metric-drop threshold, and saves the spec.
+
+        Per-group ratios come from the sensitivity analysis (`ana`), found in
+        memory or in the workspace. FLOPs are counted analytically, with the
+        `channel_divisible` rounding applied inside the search, so the slim
+        model's reduction is within about one percentage point of `ratio`.
+        Iterative pruning: when this runner's model holds the fine-tuned
+        weights of the latest spec's sparse model, the analysis of the
+        original baseline is reused and the channels pruned before stay
+        pruned.
+
+        Args:
+          ratio: FLOPs reduction to reach: the pruned model has
+            `(1 - ratio) x` the baseline FLOPs. In (0, 1).
+          threshold: Alternatively, the largest relative metric drop allowed
+            for any group (e.g. 0.01 for 1%).
+          spec_path: Where to save the spec. Defaults to
+            `<workspace>/specs/<model>.ratio-<ratio>.json`. If it names an
+            existing spec and neither `ratio` nor `threshold` is given, that
+            spec is applied as is.
+          excludes: Layers (names or objects) whose output channels must not
+            shrink. Defaults to none.
+          criterion: `"l1"`, `"l2"`, `"bn_gamma"` or a callable; picks the
+            channels within each group. Defaults to `"l1"`.
+          channel_divisible: Kept widths are multiples of this. Defaults to `1`.
+          mode: `"sparse"` returns the sparse model, `"slim"` the slim one.
+            Defaults to `"sparse"`.
+
+        Returns:
+          A new tf_keras model (uncompiled).
+
+        Raises:
+          ValueError: for bad arguments or an unreachable target.
+          AnalysisCacheError: when no usable analysis exists.
+        """
+        if mode not in ("sparse", "slim"):
+            raise ValueError(f"Invalid `mode`: expected 'sparse' or 'slim'. Received: mode={mode!r}")
+        if ratio is None and threshold is None:
+            if spec_path is not None and os.path.exists(spec_path):
+                spec = PruningSpec.load(spec_path)
+                self._set_latest(spec_path)
+                return self._build(spec, mode)
+            raise ValueError("Pass either `ratio` (the FLOPs reduction, e.g. ratio=0.5) or "
+                             "`threshold` (the largest metric drop per group, e.g. 0.01). "
+                             "Received: ratio=None, threshold=None")
+        if ratio is not None and threshold is not None:
+            raise ValueError("Pass only one of `ratio` and `threshold`. Received: "
+                             f"ratio={ratio!r}, threshold={threshold!r}")
+        if ratio is not None:
+            ratio = validation.check_ratio("ratio", ratio, low_inclusive=False)
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(
+                threshold, numbers.Real) or not threshold >= 0):
+            raise ValueError(f"Invalid `threshold`: expected a non-negative float. "
+                             f"Received: threshold={threshold!r}")
+        channel_divisible = validation.check_positive_int("channel_divisible", channel_divisible)
+        criterion_name, _ = importance.get_criterion(criterion)
+        start = time.time()
+        deps = self._deps_for(excludes)
+        previous = self._previous_spec()
+        cache = self._find_analysis(previous)
+        if cache is None:
+            raise errors.AnalysisCacheError(
+                f"No sensitivity analysis of this model in workspace {self.workspace!r}. Run "
+                "runner.ana(eval_fn) first, or build a spec without one with "
+                "runner.uniform_spec(sparsity).")
+        curves = self._drop_curves(cache, deps)
+        upper = {n: len(g.kept) for n, g in previous.groups.items()} if previous else None
+        search = RatioSearch(deps.prunable_groups, WidthFlops(deps), curves, channel_divisible,
+                             max_ratio=max(cache.ratios), upper_bounds=upper)
+        kept = (search.for_flops_reduction(ratio) if ratio is not None
+                else search.for_threshold(float(threshold)))
+        spec = build_spec(deps, self._adapter.all_weights(), kept, criterion, channel_divisible,
+                          self.graph.name, self.model_digest, previous)
+        self._record_metadata(spec, cache, ratio, threshold, time.time() - start)
+        if spec_path is None:
+            label = f"ratio-{ratio:.2f}" if ratio is not None else f"threshold-{threshold:g}"
+            spec_path = os.path.join(self.workspace, "specs", f"{self.graph.name}.{label}.json")
+        spec.save(spec_path)
+        self._set_latest(spec_path)
+        logger.info("Pruning spec saved to %s (FLOPs reduction %.2f%%)", spec_path,
+                    100 * spec.metadata["flops_reduction"])
+        return self._build(spec, mode)
+
+    def _drop_curves(self, cache, deps):
+        curves = {}
+        missing = []
+        for group in deps.prunable_groups:
+            if all(cache.has(group.name, r) for r in cache.ratios):
+                curves[group.name] = DropCurve(cache.ratios,
+                                               [cache.drop(group.name, r) for r in cache.ratios])
+            else:
+                missing.append(group.name)
+        if cache.baseline is None or (missing and len(missing) == len(deps.prunable_groups)):
+            raise errors.AnalysisCacheError(
+                "The sensitivity analysis is incomplete (baseline or every group missing). "
+                "Finish it: run runner.ana(eval_fn) again, or run the remaining shards.")
+        if missing:
+            logger.warning("Groups without complete analysis are left unpruned: %s", missing)
+        return curves
+
+    def _record_metadata(self, spec, cache, ratio, threshold, seconds):
+        baseline, pruned = self.stat(), self.stat(spec)
+        spec.metadata.update({
+            "target_flops_reduction": ratio, "threshold": threshold,
+            "baseline_flops": baseline.flops, "pruned_flops": pruned.flops,
+            "flops_reduction": round(1 - pruned.flops / max(baseline.flops, 1), 6),
+            "baseline_params": baseline.params, "pruned_params": pruned.params,
+            "analysis_key": cache.key, "search_seconds": round(seconds, 3),
+        })
+
+    def _set_latest(self, spec_path):
+        atomic.write_json_atomic(os.path.join(self.workspace, _LATEST),
+                                 {"spec_path": os.path.abspath(spec_path)})
+
+    def latest_spec_path(self):
+        """Path of the spec `prune` saved last in this workspace, or None."""
+        pointer = os.path.join(self.workspace, _LATEST)
+        if not os.path.exists(pointer):
+            return None
+        with open(pointer) as f:
+            return json.load(f).get("spec_path")
+
+    def _previous_spec(self):
+        """The latest spec, if this model holds that spec's sparse weights."""
+        path = self.latest_spec_path()
+        if path is None or not os.path.exists(path):
+            return None
+        spec = PruningSpec.load(path)
+        if spec.model_digest != self.model_digest or not spec.groups:
+            return None
+        spec = spec.renamed(self._deps)
+        plan = SlicePlan(self._deps, spec.kept_by_group(self._deps))
+        weights = self._adapter.all_weights()
+        masked = plan.masked_weights(weights)
+        producers = {p for name in spec.groups for p in self._deps.group(name).producers}
+        for path in producers & set(masked):
+            if not all(np.array_equal(a, b) for a, b in zip(weights[path], masked[path])):
+                return None
+        return spec
+
+    # Specs without analysis ---------------------------------------------------------
 
     def uniform_spec(self, sparsity, criterion="l1", channel_divisible=1, excludes=None):
         """A spec that prunes every prunable group by the same fraction.
@@ -108,34 +401,15 @@ class IterativePruningRunner:
             `excludes`.
         """
         sparsity = validation.check_ratio("sparsity", sparsity)
-        return self._make_spec({g.name: sparsity for g in
-                                self._dependency_graph(self._resolve_excludes(excludes))
-                                .prunable_groups},
-                               criterion, channel_divisible, excludes)
-
-    def _make_spec(self, ratios, criterion, channel_divisible, excludes):
         channel_divisible = validation.check_positive_int("channel_divisible", channel_divisible)
-        criterion_name, _ = importance.get_criterion(criterion)
-        deps = self._dependency_graph(self._resolve_excludes(excludes))
-        weights = self._adapter.all_weights()
-        groups = {}
-        for name, ratio in ratios.items():
-            group = deps.group(name)
-            if not group.prunable:
-                raise ValueError(f"Group {name!r} is not prunable: {group.reasons[0]}.")
-            if not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
-                raise ValueError(f"Invalid ratio for group {name!r}: expected a float in [0, 1). "
-                                 f"Received: {ratio!r}")
-            keep = importance.kept_count(group.width, ratio, channel_divisible)
-            if keep >= group.width:
-                continue
-            scores = importance.score_group(deps, group, weights, criterion)
-            groups[name] = GroupSpec(group.width, ratio, importance.select_channels(scores, keep))
-        spec = PruningSpec(model_name=self.graph.name, model_digest=self.model_digest,
-                           groups=groups, criterion=criterion_name,
-                           channel_divisible=channel_divisible)
-        pruned = self.stat(spec)
-        baseline = self.stat()
+        deps = self._deps_for(excludes)
+        kept = {g.name: importance.kept_count(g.width, sparsity, channel_divisible)
+                for g in deps.prunable_groups}
+        spec = build_spec(deps, self._adapter.all_weights(), kept, criterion, channel_divisible,
+                          self.graph.name, self.model_digest)
+        for g in spec.groups.values():
+            g.ratio = sparsity
+        baseline, pruned = self.stat(), self.stat(spec)
         spec.metadata.update({
             "baseline_flops": baseline.flops, "pruned_flops": pruned.flops,
             "flops_reduction": round(1 - pruned.flops / max(baseline.flops, 1), 6),
@@ -143,12 +417,22 @@ class IterativePruningRunner:
         })
         return spec
 
+    # Models -----------------------------------------------------------------
+
     def _plan(self, spec):
         spec = as_spec(spec)
         spec.check_model(self._deps, self.model_digest, self.graph.name)
         return SlicePlan(self._deps, spec.kept_by_group(self._deps))
 
-    # Models -----------------------------------------------------------------
+    def _resolve_spec(self, spec, spec_path=None):
+        spec = spec if spec is not None else spec_path
+        if spec is None:
+            spec = self.latest_spec_path()
+            if spec is None:
+                raise ValueError(f"No spec given and no latest spec in workspace "
+                                 f"{self.workspace!r}. Pass a spec (or its path), or run "
+                                 "runner.prune() first.")
+        return spec
 
     def _weights_from(self, model):
         if model is None:
@@ -159,13 +443,20 @@ class IterativePruningRunner:
                 f"Invalid `weights_from`: model {model.name!r} does not have the architecture "
                 f"of the runner's model {self.graph.name!r}. Pass the sparse model built by "
                 "this runner (or a model with the same layers and shapes).")
-        return other.all_weights()
+        # Same digest means the same layers in the same order, whatever their names.
+        theirs = other.all_weights()
+        return {ours: theirs[path] for ours, path in
+                zip(self.graph.layer_paths(), other.graph.layer_paths()) if path in theirs}
 
-    def get_sparse_model(self, spec, weights_from=None):
+    def _build(self, spec, mode):
+        return self.get_slim_model(spec) if mode == "slim" else self.get_sparse_model(spec)
+
+    def get_sparse_model(self, spec=None, weights_from=None):
         """Builds the sparse model: the original architecture, pruned channels zeroed.
 
         Args:
-          spec: A `PruningSpec` or the path of a saved one.
+          spec: A `PruningSpec` or the path of a saved one. Defaults to the
+            latest spec saved by `prune` in the workspace.
           weights_from: Optional model of the same architecture whose weights
             are used instead of the runner's model's. Defaults to `None`.
 
@@ -175,19 +466,22 @@ class IterativePruningRunner:
         Raises:
           SpecMismatchError: if the spec was made for another model.
         """
-        return build_sparse_model(self._adapter, self._plan(spec), self._weights_from(weights_from))
+        return build_sparse_model(self._adapter, self._plan(self._resolve_spec(spec)),
+                                  self._weights_from(weights_from))
 
-    def get_slim_model(self, spec, weights_from=None):
+    def get_slim_model(self, spec=None, weights_from=None, spec_path=None):
         """Builds the slim model: pruned channels physically removed.
 
         Its outputs equal the sparse model's; layer names, inputs and outputs
         are those of the original.
 
         Args:
-          spec: A `PruningSpec` or the path of a saved one.
+          spec: A `PruningSpec` or the path of a saved one. Defaults to the
+            latest spec saved by `prune` in the workspace.
           weights_from: Optional model of the same architecture (typically the
             fine-tuned sparse model) whose weights are sliced. Defaults to the
             runner's model.
+          spec_path: Vitis-style alias of `spec`.
 
         Returns:
           A new tf_keras model (uncompiled).
@@ -195,7 +489,10 @@ class IterativePruningRunner:
         Raises:
           SpecMismatchError: if the spec was made for another model.
         """
-        return build_slim_model(self._adapter, self._plan(spec), self._weights_from(weights_from))
+        return build_slim_model(self._adapter, self._plan(self._resolve_spec(spec, spec_path)),
+                                self._weights_from(weights_from))
+
+    # Reports ------------------------------------------------------------------------
 
     def stat(self, spec=None):
         """Analytic FLOPs and params of the model, or of its slim version under `spec`.
@@ -207,3 +504,33 @@ class IterativePruningRunner:
                 self._baseline_stats = compute_stats(self._deps)
             return self._baseline_stats
         return compute_stats(self._deps, self._plan(spec))
+
+    def summary(self, spec=None, print_fn=print):
+        """Prints baseline vs pruned FLOPs, params and per-group widths.
+
+        Args:
+          spec: A spec or its path. Defaults to the latest spec, if any.
+          print_fn: Where the lines go. Defaults to `print`.
+
+        Returns:
+          The printed text.
+        """
+        if spec is None:
+            spec = self.latest_spec_path()
+        spec = as_spec(spec) if spec is not None else None
+        base = self.stat()
+        pruned = self.stat(spec) if spec is not None else base
+        lines = [f"Model {self.graph.name!r}: {len(self.groups)} channel groups, "
+                 f"{len(self.prunable_groups)} prunable"]
+        lines.append(f"{'':<10}{'baseline':>16}{'pruned':>16}{'ratio':>8}")
+        for label, a, b in (("FLOPs", base.flops, pruned.flops),
+                            ("params", base.params, pruned.params)):
+            lines.append(f"{label:<10}{a:>16,}{b:>16,}{b / max(a, 1):>8.3f}")
+        if spec is not None and spec.groups:
+            width = max(len(n) for n in spec.groups)
+            lines.append(f"{'group':<{width}}  {'width':>6} -> {'kept':>6}")
+            for name, g in spec.groups.items():
+                lines.append(f"{name:<{width}}  {g.width:>6} -> {len(g.kept):>6}")
+        text = "\n".join(lines)
+        print_fn(text)
+        return text

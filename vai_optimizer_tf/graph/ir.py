@@ -152,16 +152,20 @@ class Graph:
         return [n for n in self.nodes if n.layer_path == layer_path]
 
     def digest(self):
-        """A hex digest of the graph's structure and shapes (not its weights).
+        """A hex digest of the graph's structure (not its names or weights).
 
-        Two models with the same layers, connections, shapes and layer classes
-        have the same digest; anything else changes it.
+        Two models built by the same code have the same digest even when
+        Keras gave their layers different automatic names (`conv2d` vs
+        `conv2d_3`); any change of layer class, config, connection or shape
+        changes it.
         """
         items = []
         for node in self.nodes:
+            config = {k: v for k, v in node.config.items() if k != "name"}
             items.append([
-                node.name, node.class_name, list(node.inputs), list(node.outputs),
-                [[w.name, list(w.shape)] for w in node.weights],
+                node.class_name, list(node.inputs), list(node.outputs),
+                [list(w.shape) for w in node.weights],
+                json.dumps(config, sort_keys=True, default=str),
             ])
         shapes = [[t.id, [d if d is not None else -1 for d in t.shape]] for t in self.tensors]
         payload = json.dumps([items, shapes, list(self.inputs), list(self.outputs)],

@@ -101,6 +101,11 @@ class LayerSpec:
         is otherwise understood (a Dense with a softmax activation).
       rewrite: Optional `fn(config, RewriteContext) -> config` that updates
         the config for the slim model beyond `width_key`.
+      rewrite_call: Optional `fn(call_kwargs, RewriteContext) -> call_kwargs`
+        that updates the non-tensor arguments of one call for the slim model
+        (the `shape` of a `tf.reshape`), for layers whose widths live in the
+        call rather than in the config. `call_kwargs` maps argument names to
+        values as the model config stores them.
       flops: Optional `fn(node, in_shapes, out_shapes) -> int` giving FLOPs,
         with one multiply-add counted as 2 FLOPs. `None` means 0.
     """
@@ -113,6 +118,7 @@ class LayerSpec:
     reason: Optional[str] = None
     fixed_output: Optional[str] = None
     rewrite: Optional[Callable[[Dict[str, Any], RewriteContext], Dict[str, Any]]] = None
+    rewrite_call: Optional[Callable[[Dict[str, Any], RewriteContext], Dict[str, Any]]] = None
     flops: Optional[Callable[..., int]] = None
 
     def __post_init__(self):

@@ -9,11 +9,14 @@ arrays.
 """
 
 import copy
+import hashlib
 import difflib
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
+from tf_keras.src.engine import functional as functional_lib
+from tf_keras.src.saving import serialization_lib
 
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.graph import ir
@@ -65,13 +68,46 @@ def _shape(keras_tensor):
     return tuple(keras_tensor.shape.as_list())
 
 
+def _config_node_index(model, layer, node):
+    """Index of `node` in the `inbound_nodes` that `model.get_config()` lists for `layer`.
+
+    Returns None for Sequential models, whose config lists no inbound nodes.
+    """
+    if isinstance(model, tf_keras.Sequential):
+        return None
+    index = 0
+    for original_index, other in enumerate(layer._inbound_nodes):
+        if other is node:
+            return index
+        key = functional_lib._make_node_key(layer.name, original_index)
+        if key in model._network_nodes and not other.is_input:
+            index += 1
+    return None
+
+
+def _config_tensor_entries(node_data):
+    """The `[layer, node, tensor, kwargs]` entries of one serialized inbound node."""
+    if isinstance(node_data, (list, tuple)) and node_data and isinstance(node_data[0], str):
+        return [node_data]
+    entries = []
+    for item in node_data if isinstance(node_data, (list, tuple)) else []:
+        entries.extend(_config_tensor_entries(item))
+    return entries
+
+
 def _neutral(value, local):
-    """Replaces KerasTensors in a call-argument structure by `ir.TensorRef`s."""
+    """Replaces KerasTensors in a call-argument structure by `ir.TensorRef`s.
+
+    Constant tensors and numpy arrays become nested lists, so registry rules
+    see plain Python values.
+    """
     def convert(x):
         if hasattr(x, "_keras_history"):
             return ir.TensorRef(local[_history_key(x)])
         if isinstance(x, (np.ndarray, np.generic)):
             return x.tolist()
+        if tf.is_tensor(x) and hasattr(x, "numpy"):  # a constant operand: tf.constant(...)
+            return x.numpy().tolist()
         if isinstance(x, tf.TensorShape):
             return x.as_list()
         if isinstance(x, tf.DType):
@@ -101,6 +137,7 @@ class TfKerasAdapter:
         self._layers = {}
         self._path_parts = {}
         self._nested_inputs = {}
+        self._config_calls = {}
         self.graph = self._read()
 
     # Reading -----------------------------------------------------------------
@@ -188,8 +225,10 @@ class TfKerasAdapter:
                 self._calls[path] = count + 1
                 self._layers[path] = layer
                 self._path_parts[path] = parts + (layer.name,)
+                node_name = path if count == 0 else f"{path}@{count}"
+                self._config_calls[node_name] = (path, _config_node_index(model, layer, node))
                 self._nodes.append(ir.Node(
-                    name=path if count == 0 else f"{path}@{count}",
+                    name=node_name,
                     layer_path=path,
                     layer_class=type(layer),
                     config=layer.get_config(),
@@ -229,12 +268,16 @@ class TfKerasAdapter:
 
     def _from_config(self, model, config):
         objects = self.custom_objects() if hasattr(self, "_layers") else {}
-        with tf_keras.utils.custom_object_scope(objects):
+        # The config comes from the model in memory, not from a file, so its
+        # Lambda layers are the user's own code: safe mode would only refuse them.
+        with tf_keras.utils.custom_object_scope(objects), \
+                serialization_lib.SafeModeScope(False):
             if isinstance(model, tf_keras.Sequential):
                 return tf_keras.Sequential.from_config(config)
             return tf_keras.Model.from_config(config)
 
-    def rebuild(self, layer_configs=None, layer_weights=None, tensor_shapes=None, name=None):
+    def rebuild(self, layer_configs=None, layer_weights=None, tensor_shapes=None,
+                call_rewrites=None, name=None):
         """Builds a new model from the source's config with changes.
 
         Args:
@@ -243,16 +286,24 @@ class TfKerasAdapter:
             not listed keep the source model's weights.
           tensor_shapes: Graph tensor id -> new shape, used to update the
             input shapes of nested models whose inputs shrink.
+          call_rewrites: Node name -> `fn(call_kwargs) -> call_kwargs`,
+            applied to the non-tensor arguments the config stores for that
+            call (e.g. the `shape` of a `tf.reshape`).
           name: Optional new model name. Defaults to the source's name.
 
         Returns:
           A new tf_keras model of the same kind, with the same layer names.
+
+        Raises:
+          ValueError: if a call to rewrite has no arguments in the config
+            (a call inside a Sequential model).
         """
         layer_configs = layer_configs or {}
         layer_weights = layer_weights or {}
         tensor_shapes = tensor_shapes or {}
         config = copy.deepcopy(self.model.get_config())
         self._rewrite(config, "", layer_configs, tensor_shapes)
+        self._rewrite_calls(config, call_rewrites or {})
         if name:
             config["name"] = name
         model = self._from_config(self.model, config)
@@ -279,6 +330,27 @@ class TfKerasAdapter:
                 self._rewrite_nested_inputs(entry, path, tensor_shapes)
             elif path in layer_configs:
                 entry["config"] = copy.deepcopy(layer_configs[path])
+
+    def _rewrite_calls(self, model_config, call_rewrites):
+        for node_name, fn in call_rewrites.items():
+            path, index = self._config_calls[node_name]
+            entry = self._config_entry(model_config, self._path_parts[path])
+            inbound = entry.get("inbound_nodes") or []
+            if index is None or index >= len(inbound):
+                raise ValueError(f"Cannot rewrite the call arguments of {node_name!r}: the model "
+                                 "config does not list them. Exclude the layer feeding it.")
+            for tensor_entry in _config_tensor_entries(inbound[index]):
+                if len(tensor_entry) > 3:
+                    tensor_entry[3] = fn(tensor_entry[3])
+
+    @staticmethod
+    def _config_entry(model_config, parts):
+        """The config entry of the layer at `parts` (nested model names, then the layer)."""
+        entry = None
+        for part in parts:
+            layers = (entry["config"] if entry is not None else model_config)["layers"]
+            entry = next(e for e in layers if e["config"]["name"] == part)
+        return entry
 
     def _rewrite_nested_inputs(self, entry, path, tensor_shapes):
         in_ids = self._nested_inputs.get(path)
@@ -338,3 +410,39 @@ class TfKerasAdapter:
     def layer_config(self, layer_path):
         """A deep copy of the source layer's config."""
         return copy.deepcopy(self._layers[layer_path].get_config())
+
+    # Models built from this adapter -------------------------------------------
+
+    def assign_weights(self, model, layer_weights):
+        """Sets weights, by layer path, on a model rebuilt by this adapter."""
+        for path, values in layer_weights.items():
+            self._find_layer(model, self._path_parts[path]).set_weights(values)
+
+    def compile_like_source(self, model):
+        """Compiles `model` with the source model's loss and metrics, if it had any.
+
+        The optimizer is a fresh copy of the source's, so the two models never
+        share optimizer state. Returns whether `model` was compiled.
+        """
+        source = self.source_model
+        if not getattr(source, "_is_compiled", False):
+            return False
+        args = source._get_compile_args()
+        optimizer = args.get("optimizer")
+        if optimizer is not None:
+            optimizer = tf_keras.optimizers.deserialize(tf_keras.optimizers.serialize(optimizer))
+        model.compile(optimizer=optimizer, loss=args.get("loss"), metrics=args.get("metrics"),
+                      weighted_metrics=args.get("weighted_metrics"),
+                      loss_weights=args.get("loss_weights"))
+        return True
+
+    def weights_digest(self):
+        """A hex digest of all weight values, for cache keys."""
+        digest = hashlib.sha256()
+        for path, values in sorted(self.all_weights().items()):
+            digest.update(path.encode())
+            for value in values:
+                value = np.ascontiguousarray(value)
+                digest.update(str(value.shape).encode())
+                digest.update(value.tobytes())
+        return digest.hexdigest()[:16]

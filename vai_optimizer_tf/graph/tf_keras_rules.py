@@ -5,6 +5,8 @@ Classes are looked up through the MRO, so `Conv` covers Conv1D/2D/3D and
 `Pooling2D` every 2D pooling layer.
 """
 
+import math
+
 import numpy as np
 from tf_keras import layers
 from tf_keras.src.layers.core import tf_op_layer
@@ -275,6 +277,13 @@ def _constants(node):
             and isinstance(v, (int, float, list, tuple))]
 
 
+def _rewrite_flat_reshape(call_kwargs, ctx):
+    """`tf.reshape(x, (-1, n))` keeps flattening: `n` becomes the slim feature count."""
+    call_kwargs = dict(call_kwargs)
+    call_kwargs["shape"] = [-1, ctx.out_width]
+    return call_kwargs
+
+
 def _tf_op(node):
     function = node.config.get("function", "")
     where = f"tf.{function} call {node.layer_path!r}"
@@ -300,6 +309,10 @@ def _tf_op(node):
         shape = list(_call_arg(node, 1, "shape", []) or [])
         if len(shape) == 2 and shape[-1] == -1:
             return LayerSpec(Role.FLATTEN)
+        features = node.input_shapes[0][1:] if node.input_shapes else (None,)
+        if (len(shape) == 2 and shape[0] == -1 and None not in features
+                and shape[1] == math.prod(features)):
+            return LayerSpec(Role.FLATTEN, rewrite_call=_rewrite_flat_reshape)
         return LayerSpec.barrier(f"{where} to the fixed shape {tuple(shape)}; use "
                                  "layers.Reshape, or -1 for the flattened axis")
     return LayerSpec.barrier(f"{where}, an op with no channel rule")

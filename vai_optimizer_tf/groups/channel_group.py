@@ -10,6 +10,8 @@ class ChannelGroup:
 
     Attributes:
       id: Internal integer id, stable for one graph.
+      index: Position of the group in graph order. Models built by the same
+        code number their groups alike, whatever Keras named their layers.
       name: Readable name: the first producer's layer path (or the tensor's
         origin for groups without producers).
       width: Number of channels.
@@ -22,6 +24,7 @@ class ChannelGroup:
     """
 
     id: int
+    index: int
     name: str
     width: int
     producers: Tuple[str, ...]

@@ -8,6 +8,7 @@ side, flattens tile them, barriers block what touches them. The union-find
 roots at the end are the channel groups.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -80,6 +81,10 @@ class DependencyGraph:
     def find(self, space):
         """Group id of a raw channel space."""
         return self._uf.find(space)
+
+    def group_at(self, index):
+        """The group at `index` in graph order."""
+        return self.groups[index]
 
     def group(self, name_or_id):
         """The group with this name or id."""
@@ -288,7 +293,7 @@ class DependencyGraph:
                 reasons.append("has a single channel")
             origin = producers.get(gid, [self._space_origin[gid]])[0]
             groups.append(ChannelGroup(
-                id=gid, name=origin, width=self._space_width[gid],
+                id=gid, index=len(groups), name=origin, width=self._space_width[gid],
                 producers=tuple(producers.get(gid, ())),
                 consumers=tuple(consumers.get(gid, ())),
                 members=tuple(carriers.get(gid, ())),
@@ -308,7 +313,5 @@ def _unique_names(groups):
     for g in groups:
         count = seen.get(g.name, 0)
         seen[g.name] = count + 1
-        out.append(g if count == 0 else
-                   ChannelGroup(g.id, f"{g.name}#{count}", g.width, g.producers, g.consumers,
-                                g.members, g.reasons))
+        out.append(g if count == 0 else dataclasses.replace(g, name=f"{g.name}#{count}"))
     return out

@@ -161,24 +161,43 @@ class SlicePlan:
             if node.layer_path in seen:
                 continue
             seen.add(node.layer_path)
-            spec = self.deps.node_spec(node.name)
-            in_id = node.inputs[0] if node.inputs else None
-            out_id = node.outputs[0] if node.outputs else None
-            in_changed = in_id in self.tensor_kept
-            out_changed = out_id in self.tensor_kept
-            if not (in_changed or out_changed):
+            if not self._touches_changed_tensor(node):
                 continue
+            spec = self.deps.node_spec(node.name)
             config = copy.deepcopy(node.config)
-            out_width = self.tensor_width(out_id) if out_id is not None else None
-            if spec.role is Role.PRODUCER and out_changed:
-                config[spec.width_key] = out_width
+            if spec.role is Role.PRODUCER and node.outputs[0] in self.tensor_kept:
+                config[spec.width_key] = self.tensor_width(node.outputs[0])
             if spec.rewrite is not None:
-                config = spec.rewrite(config, RewriteContext(
-                    in_width=self.tensor_width(in_id) if in_id is not None else None,
-                    out_width=out_width,
-                    in_kept=self.tensor_kept.get(in_id),
-                    out_kept=self.tensor_kept.get(out_id),
-                    out_shape=self.tensor_shape(out_id) if out_id is not None else None))
+                config = spec.rewrite(config, self._rewrite_context(node))
             if config != node.config:
                 configs[node.layer_path] = config
         return configs
+
+    def call_rewrites(self):
+        """Node name -> `fn(call_kwargs) -> call_kwargs`, for calls whose arguments change.
+
+        Only layers whose spec has a `rewrite_call` and whose first input or
+        output loses channels are listed.
+        """
+        rewrites = {}
+        for node in self.graph.nodes:
+            spec = self.deps.node_spec(node.name)
+            if spec.rewrite_call is None or not self._touches_changed_tensor(node):
+                continue
+            rewrites[node.name] = (lambda kwargs, fn=spec.rewrite_call,
+                                   ctx=self._rewrite_context(node): fn(kwargs, ctx))
+        return rewrites
+
+    def _touches_changed_tensor(self, node):
+        ends = node.inputs[:1] + node.outputs[:1]
+        return any(t in self.tensor_kept for t in ends)
+
+    def _rewrite_context(self, node):
+        in_id = node.inputs[0] if node.inputs else None
+        out_id = node.outputs[0] if node.outputs else None
+        return RewriteContext(
+            in_width=self.tensor_width(in_id) if in_id is not None else None,
+            out_width=self.tensor_width(out_id) if out_id is not None else None,
+            in_kept=self.tensor_kept.get(in_id),
+            out_kept=self.tensor_kept.get(out_id),
+            out_shape=self.tensor_shape(out_id) if out_id is not None else None)

@@ -22,18 +22,24 @@ class GroupSpec:
       width: The group's original number of channels.
       ratio: Fraction of channels requested to be pruned.
       kept: Sorted indices of the kept channels.
+      index: The group's position in graph order (see `ChannelGroup.index`),
+        which identifies it even when Keras named the layers differently.
     """
 
     width: int
     ratio: float
     kept: np.ndarray
+    index: Optional[int] = None
 
     def __post_init__(self):
         self.kept = np.asarray(self.kept, dtype=np.int64)
 
     def to_json(self):
-        return {"width": int(self.width), "ratio": round(float(self.ratio), 6),
+        data = {"width": int(self.width), "ratio": round(float(self.ratio), 6),
                 "kept": [int(k) for k in self.kept]}
+        if self.index is not None:
+            data["index"] = int(self.index)
+        return data
 
 
 @dataclasses.dataclass
@@ -64,9 +70,28 @@ class PruningSpec:
     channel_divisible: int = 1
     metadata: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def group_of(self, deps, name):
+        """The `ChannelGroup` of `deps` that spec group `name` refers to."""
+        index = self.groups[name].index
+        if index is not None and 0 <= index < len(deps.groups):
+            return deps.group_at(index)
+        return deps.group(name)
+
     def kept_by_group(self, deps):
         """Group id -> kept indices, for the groups of `deps`."""
-        return {deps.group(name).id: g.kept for name, g in self.groups.items()}
+        return {self.group_of(deps, name).id: g.kept for name, g in self.groups.items()}
+
+    def kept_by_name(self, deps):
+        """Group name in `deps` -> kept indices (names may differ from the spec's)."""
+        return {self.group_of(deps, name).name: g.kept for name, g in self.groups.items()}
+
+    def renamed(self, deps):
+        """A copy whose group names are those of `deps` (matched by group index)."""
+        groups = {}
+        for name, g in self.groups.items():
+            group = self.group_of(deps, name)
+            groups[group.name] = GroupSpec(g.width, g.ratio, g.kept, group.index)
+        return dataclasses.replace(self, groups=groups, metadata=dict(self.metadata))
 
     def to_json(self):
         return {
@@ -101,7 +126,9 @@ class PruningSpec:
                     raise errors.SpecFormatError(
                         f"{source}: group {name!r} must keep a sorted, non-empty list of distinct "
                         f"channel indices in [0, {width}).")
-                groups[name] = GroupSpec(width, float(g.get("ratio", 1 - kept.size / width)), kept)
+                index = g.get("index")
+                groups[name] = GroupSpec(width, float(g.get("ratio", 1 - kept.size / width)), kept,
+                                         int(index) if index is not None else None)
             return cls(model_name=str(data["model_name"]), model_digest=str(data["model_digest"]),
                        groups=groups, criterion=str(data.get("criterion", "l1")),
                        channel_divisible=int(data.get("channel_divisible", 1)),
@@ -141,7 +168,11 @@ class PruningSpec:
                 f"{model_digest}). Use the spec with the model it was made for, or make a new "
                 "one with this runner.")
         for name, g in self.groups.items():
-            group = deps.group(name)
+            try:
+                group = self.group_of(deps, name)
+            except KeyError:
+                raise errors.SpecMismatchError(
+                    f"The spec prunes group {name!r}, which this model does not have.") from None
             if group.width != g.width:
                 raise errors.SpecMismatchError(
                     f"Group {name!r} has {group.width} channels in this model but {g.width} in "

@@ -5,9 +5,10 @@ def build_slim_model(adapter, plan, weights=None):
     """Rebuilds the adapter's model from configs with fewer channels.
 
     Layer names, inputs and outputs stay the same; producer widths, reshape
-    targets and nested-model input shapes shrink, and every weight is sliced
-    to the kept channels. The result is a plain tf_keras model that saves and
-    reloads without custom objects (unless the source had custom layers).
+    targets (of `Reshape` layers and `tf.reshape` calls) and nested-model
+    input shapes shrink, and every weight is sliced to the kept channels. The
+    result is a plain tf_keras model that saves and reloads without custom
+    objects (unless the source had custom layers).
 
     Args:
       adapter: The `TfKerasAdapter` of the source model (never modified).
@@ -22,4 +23,5 @@ def build_slim_model(adapter, plan, weights=None):
     sliced = plan.sliced_weights(weights)
     merged = {path: sliced.get(path, values) for path, values in weights.items()}
     return adapter.rebuild(layer_configs=plan.slim_configs(), layer_weights=merged,
-                           tensor_shapes=plan.changed_tensors())
+                           tensor_shapes=plan.changed_tensors(),
+                           call_rewrites=plan.call_rewrites())

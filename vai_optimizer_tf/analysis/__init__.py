@@ -1,0 +1,1 @@
+"""Sensitivity analysis: how much the metric drops when each group is pruned."""

@@ -1,0 +1,144 @@
+"""From a FLOPs target or a metric-drop threshold to kept widths per group.
+
+Sensitivity analysis gives, per group, the relative metric drop at each
+analysed ratio. For a tolerance t, each group is pruned as far as its
+(monotone, interpolated) drop curve stays within t. The FLOPs target is met by
+bisecting on t with analytic FLOPs (`WidthFlops`), with `channel_divisible`
+rounding applied *inside* the search, then a greedy pass gives channels back
+to the most sensitive groups while the target still holds. So the achieved
+reduction is the one of the final slim model, not of an unrounded plan.
+"""
+
+import numpy as np
+
+from vai_optimizer_tf.planning.importance import kept_count
+
+_BISECTION_STEPS = 60
+_TOLERANCE = 0.005  # stop refining within half a percentage point of the target
+_MAX_GIVE_BACK_STEPS = 500
+# A tiny slope added to every curve makes flat stretches (groups whose metric
+# does not move) strictly increasing, so bisection can stop anywhere on them.
+_TIE_SLOPE = 1e-6
+
+
+class DropCurve:
+    """A group's relative metric drop as a monotone function of its ratio."""
+
+    def __init__(self, ratios, drops):
+        self.xs = np.array([0.0] + list(ratios))
+        ys = np.maximum.accumulate(np.maximum(np.array([0.0] + list(drops)), 0.0))
+        self.ys = ys + _TIE_SLOPE * self.xs
+
+    def ratio_within(self, tolerance):
+        """The largest ratio whose interpolated drop is at most `tolerance`."""
+        xs, ys = self.xs, self.ys
+        if tolerance >= ys[-1]:
+            return float(xs[-1])
+        j = int(np.argmax(ys > tolerance))
+        if j == 0:
+            return 0.0
+        y0, y1 = ys[j - 1], ys[j]
+        frac = (tolerance - y0) / (y1 - y0) if y1 > y0 else 0.0
+        return float(xs[j - 1] + frac * (xs[j] - xs[j - 1]))
+
+    def drop_at(self, ratio):
+        return float(np.interp(ratio, self.xs, self.ys))
+
+
+class RatioSearch:
+    """Chooses kept widths for the prunable groups.
+
+    Args:
+      groups: The prunable `ChannelGroup`s.
+      flops: A `WidthFlops` for the same dependency graph.
+      curves: Group name -> `DropCurve`, or None to prune all groups alike.
+      channel_divisible: Kept widths are multiples of this.
+      max_ratio: Largest fraction of a group that may be pruned.
+      upper_bounds: Group name -> largest allowed kept width (for nested
+        iterative pruning). Defaults to none.
+    """
+
+    def __init__(self, groups, flops, curves=None, channel_divisible=1, max_ratio=0.9,
+                 upper_bounds=None):
+        self.groups = list(groups)
+        self.flops = flops
+        self.curves = curves
+        self.divisible = channel_divisible
+        self.max_ratio = max_ratio
+        self.upper = dict(upper_bounds or {})
+
+    def _kept_for(self, ratios):
+        kept = {}
+        for g in self.groups:
+            k = kept_count(g.width, min(ratios[g.name], self.max_ratio), self.divisible)
+            kept[g.name] = min(k, self.upper.get(g.name, g.width))
+        return kept
+
+    def reduction(self, kept):
+        counts = {g.id: kept[g.name] for g in self.groups}
+        return 1.0 - self.flops.total(counts) / self.flops.baseline
+
+    def ratios_at(self, t):
+        """Per-group ratios at tolerance `t` (or uniform ratio `t` without curves)."""
+        if self.curves is None:
+            return {g.name: t for g in self.groups}
+        return {g.name: self.curves[g.name].ratio_within(t) if g.name in self.curves else 0.0
+                for g in self.groups}
+
+    def for_threshold(self, threshold):
+        """Kept widths when every group may lose at most `threshold` of the metric."""
+        return self._kept_for(self.ratios_at(threshold))
+
+    def for_flops_reduction(self, target):
+        """Kept widths whose FLOPs reduction is within about 1 point above `target`.
+
+        Raises:
+          ValueError: if `target` is out of reach even at the largest ratios.
+        """
+        hi = (self.max_ratio if self.curves is None else
+              max([float(c.ys[-1]) for c in self.curves.values()] + [0.0]) + 1e-9)
+        best = self._kept_for(self.ratios_at(hi))
+        reachable = self.reduction(best)
+        if reachable < target:
+            raise ValueError(
+                f"A FLOPs reduction of {target:.1%} cannot be reached: pruning every prunable "
+                f"group as far as allowed (ratio {self.max_ratio:g}, analysed ratios) gives "
+                f"{reachable:.1%}. Lower `ratio`, analyse larger ratios, or remove excludes.")
+        lo = 0.0
+        for _ in range(_BISECTION_STEPS):
+            mid = (lo + hi) / 2
+            kept = self._kept_for(self.ratios_at(mid))
+            if self.reduction(kept) >= target:
+                hi, best = mid, kept
+            else:
+                lo = mid
+        return self._give_back(best, target)
+
+    def _sensitivity(self, name, kept, width):
+        if self.curves is None or name not in self.curves:
+            return 1.0 - kept / width
+        return self.curves[name].drop_at(1.0 - kept / width)
+
+    def _give_back(self, kept, target):
+        """Returns channels to the most sensitive groups while the target holds."""
+        kept = dict(kept)
+        current = self.reduction(kept)
+        widths = {g.name: g.width for g in self.groups}
+        step = max(self.divisible, 1)
+        for _ in range(_MAX_GIVE_BACK_STEPS):
+            if current - target <= _TOLERANCE:
+                break
+            candidates = sorted(
+                (name for name in kept if kept[name] + step <= min(
+                    widths[name], self.upper.get(name, widths[name]))),
+                key=lambda n: -self._sensitivity(n, kept[n], widths[n]))
+            for name in candidates:
+                kept[name] += step
+                trial = self.reduction(kept)
+                if trial >= target:
+                    current = trial
+                    break
+                kept[name] -= step
+            else:
+                break
+        return kept

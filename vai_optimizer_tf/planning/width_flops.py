@@ -1,0 +1,74 @@
+"""Analytic FLOPs as a function of each group's kept width.
+
+Planning tries many candidate widths; building a model, or even computing
+kept channel positions, for each candidate would be slow. Every tensor's
+channel width is a linear function of the groups' kept counts (a concat adds
+them, a Flatten or depthwise multiplier scales them), so we precompute those
+coefficients once and evaluate the registry's FLOP formulas on the resulting
+shapes.
+"""
+
+import numpy as np
+
+
+class WidthFlops:
+    """Counts FLOPs for any assignment of kept widths to groups.
+
+    Args:
+      deps: A `DependencyGraph`.
+
+    Example:
+
+    ```python
+    flops = WidthFlops(deps)
+    flops.total({})                      # baseline
+    flops.total({deps.group("conv1").id: 16})
+    ```
+    """
+
+    def __init__(self, deps):
+        self.deps = deps
+        graph = deps.graph
+        self._group_width = {g.id: g.width for g in deps.groups}
+        # tensor id -> (group ids array, coefficients array)
+        self._coefs = {}
+        for tid, lay in deps.layouts.items():
+            if lay is None:
+                continue
+            gids, _ = lay.index_map(deps.find)
+            uniq, counts = np.unique(gids, return_counts=True)
+            widths = np.array([self._group_width[int(g)] for g in uniq])
+            self._coefs[tid] = (uniq.astype(np.int64), counts / widths)
+        self._nodes = []
+        for node in graph.nodes:
+            formula = deps.node_spec(node.name).flops
+            if formula is not None:
+                self._nodes.append((node, formula))
+        self._baseline = self.total({})
+
+    @property
+    def baseline(self):
+        return self._baseline
+
+    def tensor_width(self, tensor_id, kept_counts):
+        coefs = self._coefs.get(tensor_id)
+        shape = self.deps.graph.tensors[tensor_id].shape
+        if coefs is None:
+            return shape[-1] if len(shape) > 1 else None
+        gids, weights = coefs
+        counts = np.array([kept_counts.get(int(g), self._group_width[int(g)]) for g in gids])
+        return int(round(float(np.dot(counts, weights))))
+
+    def _shape(self, tensor_id, kept_counts):
+        shape = self.deps.graph.tensors[tensor_id].shape
+        if len(shape) < 2:
+            return shape
+        return tuple(shape[:-1]) + (self.tensor_width(tensor_id, kept_counts),)
+
+    def total(self, kept_counts):
+        """Total FLOPs with `kept_counts` (group id -> kept width); others keep all."""
+        total = 0
+        for node, formula in self._nodes:
+            total += formula(node, [self._shape(t, kept_counts) for t in node.inputs],
+                             [self._shape(t, kept_counts) for t in node.outputs])
+        return int(total)
