@@ -17,7 +17,8 @@ slim = runner.get_slim_model(spec)
 ```
 """
 
-from vai_optimizer_tf.errors import (SpecFormatError, SpecMismatchError, UnsupportedLayerError,
+from vai_optimizer_tf.errors import (AnalysisCacheError, AnalysisError, SpecFormatError,
+                                     SpecMismatchError, UnsupportedLayerError,
                                      UnsupportedModelError, VaiOptimizerError)
 from vai_optimizer_tf.graph.registry import Axis, LayerSpec, Role, register_layer
 from vai_optimizer_tf.groups.channel_group import ChannelGroup
@@ -29,7 +30,7 @@ from vai_optimizer_tf.stats.model_stats import LayerStats, ModelStats, stat
 __version__ = "0.1.0"
 
 __all__ = [
-    "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
+    "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
     "LayerStats", "ModelStats", "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError",
     "UnsupportedLayerError", "UnsupportedModelError", "VaiOptimizerError", "register_layer",
     "stat",

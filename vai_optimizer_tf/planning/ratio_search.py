@@ -120,25 +120,67 @@ class RatioSearch:
         return self.curves[name].drop_at(1.0 - kept / width)
 
     def _give_back(self, kept, target):
-        """Returns channels to the most sensitive groups while the target holds."""
+        """Moves one rounding step at a time towards the target.
+
+        Bisection stops at the first plan that reaches the target, which can
+        overshoot by more than one rounding step of a wide group. Single moves
+        (give a step back to a group, or take one more) and, when those do not
+        help, pairs of moves (one group gives, another takes) are tried,
+        keeping whichever lands closest to the target. FLOPs are updated
+        incrementally, only for the layers the moved groups touch.
+        """
         kept = dict(kept)
-        current = self.reduction(kept)
-        widths = {g.name: g.width for g in self.groups}
+        by_name = {g.name: g for g in self.groups}
         step = max(self.divisible, 1)
+        counts = {g.id: kept[g.name] for g in self.groups}
+        per_node = self.flops.per_node(counts)
+        baseline = self.flops.baseline
+        error = abs(1.0 - per_node.sum() / baseline - target)
+
+        def moves_of(name):
+            g = by_name[name]
+            low = max(step if g.width > step else 1, int(np.ceil(g.width * (1 - self.max_ratio))))
+            high = min(g.width, self.upper.get(name, g.width))
+            out = []
+            if kept[name] + step <= high:
+                out.append((name, +step))
+            if kept[name] - step >= low:
+                out.append((name, -step))
+            return out
+
+        def evaluate(changes):
+            trial = dict(counts)
+            for name, delta in changes:
+                trial[by_name[name].id] += delta
+            total = self.flops.total_after(per_node, trial, [by_name[n].id for n, _ in changes])
+            return abs(1.0 - total / baseline - target), trial
+
         for _ in range(_MAX_GIVE_BACK_STEPS):
-            if current - target <= _TOLERANCE:
+            if error <= _TOLERANCE / 5:
                 break
-            candidates = sorted(
-                (name for name in kept if kept[name] + step <= min(
-                    widths[name], self.upper.get(name, widths[name]))),
-                key=lambda n: -self._sensitivity(n, kept[n], widths[n]))
-            for name in candidates:
-                kept[name] += step
-                trial = self.reduction(kept)
-                if trial >= target:
-                    current = trial
-                    break
-                kept[name] -= step
-            else:
+            singles = [m for name in kept for m in moves_of(name)]
+            best = None
+            for move in singles:
+                err, trial = evaluate([move])
+                # Ties favour giving channels back to the most sensitive group.
+                rank = (err, -move[1] * self._sensitivity(move[0], kept[move[0]],
+                                                           by_name[move[0]].width))
+                if err < error - 1e-12 and (best is None or rank < best[0]):
+                    best = (rank, [move], trial)
+            if best is None:
+                ups = [m for m in singles if m[1] > 0]
+                downs = [m for m in singles if m[1] < 0]
+                for up in ups:
+                    for down in downs:
+                        if up[0] == down[0]:
+                            continue
+                        err, trial = evaluate([up, down])
+                        if err < error - 1e-12 and (best is None or err < best[0][0]):
+                            best = ((err, 0.0), [up, down], trial)
+            if best is None:
                 break
+            (error, _), changes, counts = best
+            for name, delta in changes:
+                kept[name] += delta
+            per_node = self.flops.per_node(counts)
         return kept

@@ -40,10 +40,17 @@ class WidthFlops:
             widths = np.array([self._group_width[int(g)] for g in uniq])
             self._coefs[tid] = (uniq.astype(np.int64), counts / widths)
         self._nodes = []
+        self._affected = {}
         for node in graph.nodes:
             formula = deps.node_spec(node.name).flops
-            if formula is not None:
-                self._nodes.append((node, formula))
+            if formula is None:
+                continue
+            for tid in node.inputs + node.outputs:
+                for gid in self._coefs.get(tid, ((), ()))[0]:
+                    nodes = self._affected.setdefault(int(gid), [])
+                    if not nodes or nodes[-1] != len(self._nodes):
+                        nodes.append(len(self._nodes))
+            self._nodes.append((node, formula))
         self._baseline = self.total({})
 
     @property
@@ -65,10 +72,30 @@ class WidthFlops:
             return shape
         return tuple(shape[:-1]) + (self.tensor_width(tensor_id, kept_counts),)
 
+    def _node_flops(self, index, kept_counts):
+        node, formula = self._nodes[index]
+        return formula(node, [self._shape(t, kept_counts) for t in node.inputs],
+                       [self._shape(t, kept_counts) for t in node.outputs])
+
+    def per_node(self, kept_counts):
+        """FLOPs of every counted node, as an int array (for `total_after`)."""
+        return np.array([self._node_flops(i, kept_counts) for i in range(len(self._nodes))],
+                        dtype=np.int64)
+
     def total(self, kept_counts):
         """Total FLOPs with `kept_counts` (group id -> kept width); others keep all."""
-        total = 0
-        for node, formula in self._nodes:
-            total += formula(node, [self._shape(t, kept_counts) for t in node.inputs],
-                             [self._shape(t, kept_counts) for t in node.outputs])
-        return int(total)
+        return int(self.per_node(kept_counts).sum())
+
+    def total_after(self, per_node, kept_counts, changed_groups):
+        """Total FLOPs after changing `changed_groups`, recomputing only their nodes.
+
+        Args:
+          per_node: `per_node(...)` of the state before the change.
+          kept_counts: Kept widths after the change.
+          changed_groups: Ids of the groups whose width changed.
+        """
+        indices = sorted({i for g in changed_groups for i in self._affected.get(g, ())})
+        total = int(per_node.sum())
+        for i in indices:
+            total += int(self._node_flops(i, kept_counts)) - int(per_node[i])
+        return total

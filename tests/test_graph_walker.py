@@ -1,0 +1,314 @@
+"""The graph walker: which models are read, and what pruning does to the model as a whole.
+
+Covers model kinds (Sequential, Functional, nested, shared layers, several
+inputs and outputs), the models that are refused, and the promises the runner
+makes about the models it returns: the user's model is untouched, the slim
+model keeps layer names and input/output shapes, computes what the sparse model
+computes, and saves and reloads as a plain tf_keras model. Also the `excludes`
+and `channel_divisible` arguments of `uniform_spec`.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import vai_optimizer_tf as vot
+from tests import model_utils
+from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
+
+L = keras.layers
+
+TOLERANCE = 1e-5
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def randomize_biases(model, seed=0):
+    """Random BN statistics and biases, in place: zeros would hide slicing bugs."""
+    model_utils.randomize_batch_norm(model, seed)
+    rs = np.random.RandomState(seed + 1)
+    for layer in _leaf_layers(model):
+        if getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rs.uniform(-0.5, 0.5, layer.bias.shape).astype("float32"))
+    return model
+
+
+def prune(model, sparsity=0.5, **spec_kwargs):
+    """`(runner, spec, sparse, slim)` for a uniform spec, after checking slim == sparse."""
+    runner = vot.IterativePruningRunner(model)
+    spec = runner.uniform_spec(sparsity, **spec_kwargs)
+    sparse = runner.get_sparse_model(spec)
+    slim = runner.get_slim_model(spec)
+    x = model_utils.random_inputs(model)
+    assert model_utils.max_relative_difference(sparse, slim, x) < TOLERANCE
+    return runner, spec, sparse, slim
+
+
+def group_of(runner, producer):
+    matches = [g for g in runner.groups if producer in g.producers]
+    assert len(matches) == 1, [g.describe() for g in runner.groups]
+    return matches[0]
+
+
+def layer_names(model):
+    """Layer names, nested models expanded as `outer/inner`."""
+    names = []
+    for layer in model.layers:
+        names.append(layer.name)
+        if isinstance(layer, keras.Model):
+            names.extend(f"{layer.name}/{n}" for n in layer_names(layer))
+    return names
+
+
+def conv_net(name="net"):
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv_a")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(name="relu")(x)
+    x = L.Conv2D(8, 3, padding="same", name="conv_b")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(3, name="logits")(x)
+    return randomize_biases(keras.Model(inputs, outputs, name=name))
+
+
+# Model kinds ---------------------------------------------------------------------
+
+def test_sequential_model():
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        L.Conv2D(8, 3, padding="same", name="conv_a"),
+        L.BatchNormalization(name="bn"),
+        L.ReLU(name="relu"),
+        L.Conv2D(8, 3, name="conv_b"),
+        L.Flatten(name="flat"),
+        L.Dense(3, name="logits"),
+    ])
+    randomize_biases(model)
+    runner, _, _, slim = prune(model)
+
+    assert group_of(runner, "conv_a").prunable and group_of(runner, "conv_a").members == ("bn",)
+    assert group_of(runner, "conv_b").prunable
+    assert isinstance(slim, keras.Sequential)
+    assert slim.count_params() < model.count_params()
+
+
+def test_functional_model():
+    model = conv_net()
+    runner, _, _, slim = prune(model)
+
+    assert [g.name for g in runner.groups if g.prunable] == ["conv_a", "conv_b"]
+    assert not group_of(runner, "logits").prunable
+    assert slim.get_layer("conv_a").filters == 4 and slim.get_layer("conv_b").filters == 4
+
+
+@pytest.mark.parametrize("inner_kind", ["sequential", "sequential_input_shape", "functional"])
+def test_nested_model_whose_input_channels_are_pruned(inner_kind):
+    if inner_kind == "sequential":
+        inner = keras.Sequential([keras.Input((8, 8, 8)), L.Conv2D(6, 3, padding="same",
+                                  name="inner_conv"), L.ReLU(name="inner_relu")], name="inner")
+    elif inner_kind == "sequential_input_shape":
+        inner = keras.Sequential([L.Conv2D(6, 3, padding="same", name="inner_conv",
+                                           input_shape=(8, 8, 8)),
+                                  L.ReLU(name="inner_relu")], name="inner")
+    else:
+        inner_in = keras.Input((8, 8, 8))
+        y = L.Conv2D(6, 3, padding="same", name="inner_conv")(inner_in)
+        inner = keras.Model(inner_in, L.ReLU(name="inner_relu")(y), name="inner")
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = inner(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    model = randomize_biases(keras.Model(inputs, outputs))
+    runner, _, _, slim = prune(model)
+
+    stem = group_of(runner, "stem")
+    assert stem.prunable and stem.consumers == ("inner/inner_conv",)
+    assert group_of(runner, "inner/inner_conv").prunable
+    slim_inner = slim.get_layer("inner")
+    assert slim_inner.input_shape == (None, 8, 8, 4)
+    assert slim_inner.get_layer("inner_conv").filters == 3
+    assert layer_names(slim) == layer_names(model)
+
+
+def test_shared_layer_unites_the_groups_of_its_calls():
+    inputs = keras.Input((8, 8, 3))
+    left = L.Conv2D(8, 3, padding="same", name="left")(inputs)
+    right = L.Conv2D(8, 1, name="right")(inputs)
+    shared = L.Conv2D(6, 3, padding="same", name="shared")
+    x = L.Concatenate(name="concat")([shared(left), shared(right)])
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    model = randomize_biases(keras.Model(inputs, outputs))
+    runner, _, _, slim = prune(model)
+
+    inputs_group = group_of(runner, "left")
+    assert inputs_group is group_of(runner, "right")
+    assert set(inputs_group.producers) == {"left", "right"}
+    assert inputs_group.consumers == ("shared",)
+    outputs_group = group_of(runner, "shared")
+    assert outputs_group.prunable and outputs_group.width == 6
+    assert slim.get_layer("head").kernel.shape[-2] == 2 * 3
+
+
+def test_several_inputs_and_outputs():
+    image = keras.Input((8, 8, 3), name="image")
+    meta = keras.Input((5,), name="meta")
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv")(image)
+    features = L.GlobalAveragePooling2D(name="gap")(x)
+    m = L.Dense(8, activation="relu", name="meta_fc")(meta)
+    h = L.Dense(8, activation="relu", name="fc")(L.Concatenate(name="join")([features, m]))
+    logits = L.Dense(3, name="logits")(h)
+    segmentation = L.Conv2D(2, 1, name="seg")(x)
+    model = randomize_biases(keras.Model([image, meta], [logits, segmentation]))
+    runner, _, _, slim = prune(model)
+
+    assert set(group_of(runner, "conv").consumers) == {"fc", "seg"}
+    assert all(group_of(runner, name).prunable for name in ("conv", "meta_fc", "fc"))
+    assert not group_of(runner, "logits").prunable and not group_of(runner, "seg").prunable
+    assert [g.name for g in runner.groups if not g.producers] == ["model input", "model input#1"]
+    assert slim.input_shape == model.input_shape
+    assert slim.output_shape == model.output_shape
+
+
+# Refused models ------------------------------------------------------------------
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = L.Dense(4)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def test_subclassed_model_is_refused_with_the_supported_kinds():
+    model = _Subclassed()
+    model(np.zeros((1, 3), "float32"))
+
+    with pytest.raises(vot.UnsupportedModelError) as info:
+        vot.IterativePruningRunner(model)
+    message = str(info.value)
+    assert "_Subclassed" in message
+    assert "Sequential" in message and "Functional" in message
+
+
+def test_unbuilt_sequential_is_refused_and_building_it_is_enough():
+    model = keras.Sequential([L.Dense(8, name="fc"), L.Dense(3, name="logits")])
+
+    with pytest.raises(vot.UnsupportedModelError, match="no defined input.*build"):
+        vot.IterativePruningRunner(model)
+    model.build((None, 5))
+    runner, _, _, slim = prune(model)
+    assert group_of(runner, "fc").prunable
+    assert slim.get_layer("fc").units == 4
+
+
+# What the runner promises about models ----------------------------------------------
+
+def test_users_model_is_not_modified():
+    model = conv_net()
+    before = [w.copy() for w in model.get_weights()]
+    config_before = model.get_config()
+    x = model_utils.random_inputs(model)
+    outputs_before = model_utils.outputs(model, x)
+
+    runner = vot.IterativePruningRunner(model)
+    spec = runner.uniform_spec(0.5)
+    runner.get_sparse_model(spec)
+    runner.get_slim_model(spec)
+
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert model.get_config() == config_before
+    assert all(np.array_equal(a, b) for a, b in zip(outputs_before, model_utils.outputs(model, x)))
+
+
+def test_slim_model_keeps_layer_names_and_io_shapes():
+    inner_in = keras.Input((8, 8, 8))
+    inner = keras.Model(inner_in, L.Conv2D(8, 3, padding="same", name="c")(inner_in), name="inner")
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.ReLU(name="relu")(inner(x))
+    pooled = L.GlobalMaxPooling2D(name="gmp")(x)
+    outputs = [L.Dense(3, name="logits")(pooled), L.Conv2D(1, 1, name="mask")(x)]
+    model = randomize_biases(keras.Model(inputs, outputs, name="two_heads"))
+    _, _, sparse, slim = prune(model)
+
+    assert layer_names(slim) == layer_names(model) == layer_names(sparse)
+    assert slim.name == model.name
+    assert slim.input_shape == model.input_shape
+    assert slim.output_shape == model.output_shape
+    assert slim.count_params() < model.count_params()
+
+
+def test_slim_model_saves_and_reloads_without_custom_objects(tmp_path):
+    inner_in = keras.Input((4, 4, 8))
+    flat = tf.reshape(inner_in, (-1, 4 * 4 * 8))
+    inner = keras.Model(inner_in, L.Dense(6, name="fc")(flat), name="inner")
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = tf.nn.relu(L.BatchNormalization(name="bn")(x))
+    model = randomize_biases(keras.Model(inputs, L.Dense(3, name="logits")(inner(x))))
+    _, _, _, slim = prune(model)
+    path = str(tmp_path / "slim.keras")
+
+    slim.save(path)
+    reloaded = keras.models.load_model(path, compile=False)
+
+    x = model_utils.random_inputs(model)
+    assert type(reloaded) is type(slim)
+    assert reloaded.count_params() == slim.count_params()
+    assert model_utils.max_relative_difference(slim, reloaded, x) < 1e-6
+
+
+# Excludes and channel_divisible ---------------------------------------------------
+
+@pytest.mark.parametrize("by", ["name", "layer"])
+def test_excluded_layer_keeps_its_channels(by):
+    model = conv_net()
+    exclude = "conv_a" if by == "name" else model.get_layer("conv_a")
+    runner, spec, _, slim = prune(model, excludes=[exclude])
+
+    assert set(spec.groups) == {"conv_b"}
+    assert slim.get_layer("conv_a").filters == 8
+    assert slim.get_layer("conv_b").filters == 4
+
+
+def test_excluded_group_says_so():
+    runner = vot.IterativePruningRunner(conv_net())
+    deps = DependencyGraph(runner.graph, excludes={"conv_a"})
+
+    group = deps.group("conv_a")
+    assert not group.prunable
+    assert any("excluded by the user" in r and "conv_a" in r for r in group.reasons)
+    assert deps.group("conv_b").prunable
+    assert group_of(runner, "conv_a").prunable  # the runner's own groups are unaffected
+
+
+def test_unknown_exclude_suggests_close_names():
+    runner = vot.IterativePruningRunner(conv_net())
+
+    with pytest.raises(ValueError, match=r"conv_c.*did you mean.*conv_a"):
+        runner.uniform_spec(0.5, excludes=["conv_c"])
+
+
+def test_channel_divisible_rounds_kept_widths_to_multiples():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 1, name="c16")(inputs)
+    x = L.Conv2D(24, 1, name="c24")(x)
+    x = L.Conv2D(40, 1, name="c40")(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    model = randomize_biases(keras.Model(inputs, outputs))
+    _, spec, _, slim = prune(model, channel_divisible=8)
+
+    assert set(spec.groups) == {"c16", "c24", "c40"}
+    for name, group in spec.groups.items():
+        kept = slim.get_layer(name).filters
+        assert kept == len(group.kept)
+        assert kept % 8 == 0 and 0 < kept < group.width
+        assert abs(kept - group.width / 2) <= 4

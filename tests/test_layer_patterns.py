@@ -1,0 +1,638 @@
+"""Layer patterns: how each supported layer couples channels, and that pruning stays exact.
+
+Every test builds a tiny tf_keras model around one layer pattern and checks
+three things against independent truth:
+
+* the slim model (pruned channels removed) computes the same outputs as the
+  sparse model (pruned channels zeroed), within 1e-5 relative, on random
+  inputs, with random biases and normalization statistics so that slicing
+  mistakes cannot hide behind zeros and ones;
+* the slim model has fewer parameters than the original whenever something
+  is prunable;
+* the channel groups are the expected ones: which are prunable and, for the
+  others, that the reason names the layer that blocks them.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import vai_optimizer_tf as vot
+from tests import model_utils
+
+L = keras.layers
+
+TOLERANCE = 1e-5
+
+# Initial values that are all zeros or ones hide slicing bugs; give them
+# random values in a range that keeps each weight's meaning (variances > 0).
+_RANDOM_RANGES = {"bias": (-0.5, 0.5), "beta": (-0.5, 0.5), "gamma": (0.5, 1.5),
+                  "alpha": (0.05, 0.5), "mean": (-0.3, 0.3), "variance": (0.5, 1.5)}
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def randomize_weights(model, seed=0):
+    """Random BN statistics, biases, scales and PReLU slopes, in place."""
+    model_utils.randomize_batch_norm(model, seed)
+    rs = np.random.RandomState(seed + 1)
+    for layer in _all_layers(model):
+        if isinstance(layer, L.BatchNormalization) or not layer.weights:
+            continue
+        values = []
+        for var, value in zip(layer.weights, layer.get_weights()):
+            bounds = _RANDOM_RANGES.get(var.name.split("/")[-1].split(":")[0])
+            if bounds is not None:
+                value = rs.uniform(*bounds, np.shape(value)).astype(value.dtype)
+            values.append(value)
+        layer.set_weights(values)
+    return model
+
+
+def prune_and_compare(model, sparsity=0.5, expect_smaller=True, **spec_kwargs):
+    """Prunes `model` uniformly and checks that slim == sparse.
+
+    Returns:
+      `(runner, spec, slim)`.
+    """
+    randomize_weights(model)
+    runner = vot.IterativePruningRunner(model)
+    spec = runner.uniform_spec(sparsity, **spec_kwargs)
+    sparse = runner.get_sparse_model(spec)
+    slim = runner.get_slim_model(spec)
+    x = model_utils.random_inputs(model)
+    assert model_utils.max_relative_difference(sparse, slim, x) < TOLERANCE
+    if expect_smaller:
+        assert slim.count_params() < model.count_params()
+    else:
+        assert slim.count_params() == model.count_params()
+    return runner, spec, slim
+
+
+def group_of(runner, producer):
+    """The one channel group that `producer` writes."""
+    matches = [g for g in runner.groups if producer in g.producers]
+    assert len(matches) == 1, [g.describe() for g in runner.groups]
+    return matches[0]
+
+
+def group_named(runner, name):
+    """The channel group called `name` (its first producer, or its origin)."""
+    matches = [g for g in runner.groups if g.name == name]
+    assert len(matches) == 1, [g.describe() for g in runner.groups]
+    return matches[0]
+
+
+def assert_blocked_by(group, *words):
+    """`group` is not prunable and one of its reasons mentions every word."""
+    assert not group.prunable, group.describe()
+    assert any(all(w in reason for w in words) for reason in group.reasons), group.describe()
+
+
+def conv_for(rank):
+    return {3: L.Conv1D, 4: L.Conv2D, 5: L.Conv3D}[rank]
+
+
+# Convolutions --------------------------------------------------------------------
+
+@pytest.mark.parametrize("conv, input_shape", [
+    (L.Conv1D, (8, 3)),
+    (L.Conv2D, (8, 8, 3)),
+    (L.Conv3D, (4, 4, 4, 3)),
+    (L.Conv1DTranspose, (4, 3)),
+    (L.Conv2DTranspose, (4, 4, 3)),
+    (L.Conv3DTranspose, (2, 2, 2, 3)),
+], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_convolutions_prune_their_filters(conv, input_shape):
+    inputs = keras.Input(input_shape)
+    x = conv(8, 3, padding="same", name="conv_a")(inputs)
+    x = L.ReLU(name="relu")(x)
+    strides = 2 if "Transpose" in conv.__name__ else 1
+    x = conv(8, 3, strides=strides, padding="same", name="conv_b")(x)
+    outputs = conv(4, 3, padding="same", name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "conv_a").prunable
+    assert group_of(runner, "conv_a").consumers == ("conv_b",)
+    assert group_of(runner, "conv_b").prunable
+    assert_blocked_by(group_of(runner, "head"), "model output", "head")
+    assert slim.get_layer("conv_a").filters == 4
+
+
+@pytest.mark.parametrize("depthwise, input_shape", [
+    (L.DepthwiseConv1D, (8, 3)),
+    (L.DepthwiseConv2D, (8, 8, 3)),
+], ids=["1d", "2d"])
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_conv_carries_the_group_of_its_input(depthwise, input_shape, multiplier):
+    conv = conv_for(len(input_shape) + 1)
+    inputs = keras.Input(input_shape)
+    x = conv(8, 1, name="conv")(inputs)
+    x = depthwise(3, depth_multiplier=multiplier, padding="same", name="dw")(x)
+    x = conv(6, 1, name="pointwise")(x)
+    outputs = conv(2, 1, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "conv")
+    assert group.prunable and group.width == 8
+    assert group.members == ("dw",)
+    assert group.consumers == ("pointwise",)
+    assert group_of(runner, "pointwise").prunable
+    assert slim.get_layer("dw").output_shape[-1] == 4 * multiplier
+
+
+@pytest.mark.parametrize("separable, input_shape", [
+    (L.SeparableConv1D, (8, 3)),
+    (L.SeparableConv2D, (8, 8, 3)),
+], ids=["1d", "2d"])
+def test_separable_conv_with_depth_multiplier_consumes_and_produces(separable, input_shape):
+    conv = conv_for(len(input_shape) + 1)
+    inputs = keras.Input(input_shape)
+    x = conv(8, 1, name="conv")(inputs)
+    x = separable(8, 3, depth_multiplier=2, padding="same", name="sep")(x)
+    x = L.ReLU()(x)
+    outputs = conv(2, 1, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").consumers == ("sep",)
+    assert group_of(runner, "sep").prunable
+    assert group_of(runner, "sep").consumers == ("head",)
+    assert slim.get_layer("sep").pointwise_kernel.shape == (*(1,) * (len(input_shape) - 1), 8, 4)
+
+
+def test_grouped_conv_is_a_barrier_naming_it():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.ReLU()(x)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    x = L.Conv2D(8, 3, groups=2, padding="same", name="grouped")(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "grouped", "groups=2")
+    assert_blocked_by(group_named(runner, "grouped"), "grouped", "groups=2")
+    assert slim.get_layer("grouped").filters == 8
+
+
+# Dense ---------------------------------------------------------------------------
+
+def test_dense_chain_prunes_hidden_units():
+    inputs = keras.Input((6,))
+    x = L.Dense(16, activation="relu", name="fc1")(inputs)
+    x = L.Dense(12, activation="sigmoid", name="fc2")(x)
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "fc1").prunable and group_of(runner, "fc1").consumers == ("fc2",)
+    assert group_of(runner, "fc2").prunable and group_of(runner, "fc2").consumers == ("logits",)
+    assert_blocked_by(group_of(runner, "logits"), "logits")
+    assert [slim.get_layer(n).units for n in ("fc1", "fc2", "logits")] == [8, 6, 3]
+
+
+def test_dense_on_a_sequence_prunes_its_last_axis():
+    inputs = keras.Input((5, 6))
+    x = L.Dense(16, activation="tanh", name="fc1")(inputs)
+    x = L.Dense(8, name="fc2")(x)
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "fc1").prunable
+    assert group_of(runner, "fc2").prunable
+    assert slim.output_shape == (None, 5, 3)
+
+
+def test_dense_with_softmax_keeps_its_units():
+    inputs = keras.Input((6,))
+    x = L.Dense(8, activation="softmax", name="attention")(inputs)
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs), expect_smaller=False)
+
+    assert_blocked_by(group_of(runner, "attention"), "attention", "softmax")
+
+
+# Normalization ---------------------------------------------------------------------
+
+def test_batch_norm_on_the_channel_axis_is_sliced_with_its_group():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", use_bias=False, name="conv")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU()(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "conv")
+    assert group.prunable and group.members == ("bn",)
+    assert [w.shape for w in slim.get_layer("bn").weights] == [(4,)] * 4
+
+
+def test_batch_norm_on_a_time_axis_passes_channels_through():
+    inputs = keras.Input((6, 4))
+    x = L.Conv1D(8, 3, padding="same", name="conv")(inputs)
+    x = L.BatchNormalization(axis=1, name="bn_time")(x)
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "conv")
+    assert group.prunable and group.members == ()
+    assert [w.shape for w in slim.get_layer("bn_time").weights] == [(6,)] * 4
+
+
+def test_layer_norm_over_channels_is_a_barrier():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    x = L.LayerNormalization(name="ln")(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "LayerNormalization", "'ln'")
+
+
+@pytest.mark.parametrize("groups", [-1, 8])
+def test_group_norm_with_one_channel_per_group_is_prunable(groups):
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 1, name="conv")(inputs)
+    x = L.GroupNormalization(groups=groups, name="gn")(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").members == ("gn",)
+    assert slim.get_layer("gn").groups == 4
+
+
+def test_group_norm_with_several_channels_per_group_is_a_barrier():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    x = L.GroupNormalization(groups=2, name="gn")(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert_blocked_by(group_of(runner, "conv"), "GroupNormalization", "'gn'")
+
+
+# Activations ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("make_layer, has_weights", [
+    (lambda: L.Activation("tanh", name="act"), False),
+    (lambda: L.Activation("sigmoid", name="act"), False),
+    (lambda: L.ReLU(name="act"), False),
+    (lambda: L.LeakyReLU(0.2, name="act"), False),
+    (lambda: L.ELU(name="act"), False),
+    (lambda: L.Softmax(axis=1, name="act"), False),
+    (lambda: L.PReLU(shared_axes=[1, 2], name="act"), True),
+    (lambda: L.PReLU(name="act"), True),
+], ids=["tanh", "sigmoid", "relu", "leaky_relu", "elu", "softmax_axis1", "prelu_shared",
+        "prelu_per_position"])
+def test_activations_pass_channels_through(make_layer, has_weights):
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="conv")(inputs)
+    x = make_layer()(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "conv")
+    assert group.prunable
+    assert group.members == (("act",) if has_weights else ())
+    if has_weights:
+        assert slim.get_layer("act").alpha.shape[-1] == 4
+
+
+@pytest.mark.parametrize("make_layer", [
+    lambda: L.Softmax(name="act"),
+    lambda: L.Activation("softmax", name="act"),
+], ids=["Softmax", "Activation"])
+def test_softmax_on_the_channel_axis_is_a_barrier(make_layer):
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    x = make_layer()(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "softmax", "'act'")
+
+
+# Shape-keeping layers --------------------------------------------------------------
+
+@pytest.mark.parametrize("make_layer", [
+    lambda: L.MaxPooling2D(name="layer"),
+    lambda: L.AveragePooling2D(name="layer"),
+    lambda: L.Dropout(0.5, name="layer"),
+    lambda: L.SpatialDropout2D(0.5, name="layer"),
+    lambda: L.ZeroPadding2D(1, name="layer"),
+    lambda: L.Cropping2D(1, name="layer"),
+    lambda: L.UpSampling2D(name="layer"),
+    lambda: L.Rescaling(0.5, offset=0.1, name="layer"),
+    lambda: L.Normalization(name="layer"),
+], ids=["MaxPooling2D", "AveragePooling2D", "Dropout", "SpatialDropout2D", "ZeroPadding2D",
+        "Cropping2D", "UpSampling2D", "Rescaling", "Normalization"])
+def test_spatial_layers_pass_channels_through(make_layer):
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = make_layer()(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "conv")
+    assert group.prunable
+    assert group.consumers == ("head",)
+
+
+@pytest.mark.parametrize("make_layer", [
+    lambda: L.GlobalAveragePooling2D(name="pool"),
+    lambda: L.GlobalMaxPooling2D(name="pool"),
+    lambda: L.GlobalAveragePooling2D(keepdims=True, name="pool"),
+], ids=["average", "max", "average_keepdims"])
+def test_global_pooling_2d_feeds_a_dense_head(make_layer):
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, name="conv")(inputs)
+    x = make_layer()(x)
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").consumers == ("logits",)
+
+
+@pytest.mark.parametrize("make_layer", [
+    lambda: L.MaxPooling1D(name="pool"),
+    lambda: L.AveragePooling1D(name="pool"),
+    lambda: L.GlobalAveragePooling1D(name="pool"),
+    lambda: L.GlobalMaxPooling1D(name="pool"),
+], ids=["MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D"])
+def test_pooling_1d_passes_channels_through(make_layer):
+    inputs = keras.Input((8, 3))
+    x = L.Conv1D(8, 3, name="conv")(inputs)
+    x = make_layer()(x)
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+
+
+# Flatten and Reshape ----------------------------------------------------------------
+
+@pytest.mark.parametrize("make_layer", [
+    lambda: L.Flatten(name="flat"),
+    lambda: L.Reshape((-1,), name="flat"),
+    lambda: L.Reshape((4 * 4 * 8,), name="flat"),
+], ids=["Flatten", "Reshape_minus_one", "Reshape_explicit"])
+def test_flattened_channels_prune_the_dense_rows_of_every_position(make_layer):
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="conv")(inputs)
+    x = make_layer()(x)
+    x = L.Dense(8, activation="relu", name="fc")(x)
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").consumers == ("fc",)
+    assert group_of(runner, "fc").prunable
+    assert slim.get_layer("fc").kernel.shape == (4 * 4 * 4, 4)
+
+
+def test_squeeze_excite_with_reshape_and_sigmoid_stays_exact():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    se = L.GlobalAveragePooling2D(name="squeeze")(x)
+    se = L.Reshape((1, 1, 8), name="se_reshape")(se)
+    se = L.Conv2D(4, 1, activation="relu", name="se_reduce")(se)
+    se = L.Conv2D(8, 1, activation="sigmoid", name="se_expand")(se)
+    x = L.Multiply(name="excite")([x, se])
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "conv")
+    assert group.prunable
+    assert set(group.producers) == {"conv", "se_expand"}
+    assert set(group.consumers) == {"se_reduce", "head"}
+    assert group_of(runner, "se_reduce").prunable
+    assert slim.get_layer("se_reshape").target_shape == (1, 1, 4)
+
+
+def test_reshape_to_a_fixed_shape_is_a_barrier():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    x = L.Reshape((4, 32), name="fold")(x)
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "Reshape", "'fold'")
+
+
+# Merges and concatenation -----------------------------------------------------------
+
+@pytest.mark.parametrize("merge", [L.Add, L.Multiply, L.Average, L.Maximum, L.Minimum],
+                         ids=lambda c: c.__name__)
+def test_merge_of_three_branches_unites_them_in_one_group(merge):
+    inputs = keras.Input((8, 8, 3))
+    branches = [L.Conv2D(8, 3, padding="same", name=f"branch_{i}")(inputs) for i in range(3)]
+    x = merge(name="merge")(branches)
+    x = L.ReLU()(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "branch_0")
+    assert group.prunable
+    assert sorted(group.producers) == ["branch_0", "branch_1", "branch_2"]
+    assert group.consumers == ("head",)
+
+
+def test_subtract_unites_its_two_inputs():
+    # Subtract is the one merge layer that takes exactly two inputs.
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(8, 3, padding="same", name="branch_0")(inputs)
+    b = L.Conv2D(8, 3, padding="same", name="branch_1")(inputs)
+    x = L.Subtract(name="merge")([a, b])
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert sorted(group_of(runner, "branch_0").producers) == ["branch_0", "branch_1"]
+    assert group_of(runner, "branch_0").prunable
+
+
+def test_concatenate_on_channels_keeps_each_branch_its_own_group():
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(4, 3, padding="same", name="narrow")(inputs)
+    b = L.Conv2D(6, 3, padding="same", name="wide")(inputs)
+    x = L.Concatenate(name="concat")([a, b])
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Conv2D(8, 1, name="fuse")(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    narrow, wide = group_of(runner, "narrow"), group_of(runner, "wide")
+    assert narrow is not wide
+    assert (narrow.width, wide.width) == (4, 6)
+    assert narrow.prunable and wide.prunable
+    assert narrow.consumers == wide.consumers == ("fuse",)
+    assert narrow.members == wide.members == ("bn",)
+    assert slim.get_layer("fuse").kernel.shape[-2] == 2 + 3
+
+
+def test_concatenate_on_another_axis_merges_its_inputs():
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(8, 3, padding="same", name="top")(inputs)
+    b = L.Conv2D(8, 3, padding="same", name="bottom")(inputs)
+    x = L.Concatenate(axis=1, name="stack")([a, b])
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "top")
+    assert group.prunable
+    assert sorted(group.producers) == ["bottom", "top"]
+
+
+# TFOpLambda -------------------------------------------------------------------
+
+def _op_model(op):
+    inputs = keras.Input((4, 4, 3))
+    a = L.Conv2D(8, 1, name="conv_a")(inputs)
+    b = L.Conv2D(8, 1, name="conv_b")(inputs)
+    x = op(a, b)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("op", [
+    lambda a, b: a + b,
+    lambda a, b: a * b,
+    lambda a, b: tf.math.maximum(a, b),
+], ids=["add", "multiply", "maximum"])
+def test_tf_binary_ops_merge_their_operands(op):
+    runner, _, _ = prune_and_compare(_op_model(op))
+
+    group = group_of(runner, "conv_a")
+    assert group.prunable
+    assert sorted(group.producers) == ["conv_a", "conv_b"]
+
+
+@pytest.mark.parametrize("op", [
+    lambda a, b: tf.nn.relu(a) + b,
+    lambda a, b: tf.math.sigmoid(a) * b,
+], ids=["relu", "sigmoid"])
+def test_tf_unary_ops_pass_channels_through(op):
+    runner, _, _ = prune_and_compare(_op_model(op))
+
+    assert group_of(runner, "conv_a").prunable
+    assert sorted(group_of(runner, "conv_a").producers) == ["conv_a", "conv_b"]
+
+
+def test_tf_concat_on_channels_concatenates_groups():
+    runner, _, slim = prune_and_compare(_op_model(lambda a, b: tf.concat([a, b], axis=-1)))
+
+    assert group_of(runner, "conv_a") is not group_of(runner, "conv_b")
+    assert group_of(runner, "conv_a").prunable and group_of(runner, "conv_b").prunable
+    assert slim.get_layer("head").kernel.shape[-2] == 8
+
+
+def test_tf_reduce_mean_over_space_keeps_channels():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="conv")(inputs)
+    x = tf.math.reduce_mean(x, axis=[1, 2], keepdims=True)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").consumers == ("head",)
+
+
+def test_tf_reshape_to_batch_by_features_flattens():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="conv")(inputs)
+    x = tf.reshape(x, (-1, 4 * 4 * 8))
+    outputs = L.Dense(3, name="logits")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").consumers == ("logits",)
+    assert slim.get_layer("logits").kernel.shape == (4 * 4 * 4, 3)
+
+
+def test_tf_op_with_a_per_channel_constant_is_a_barrier():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    x = x + tf.constant(np.linspace(-1, 1, 8, dtype="float32"))
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "per-channel constant")
+
+
+def test_tf_op_with_a_scalar_constant_passes_channels_through():
+    runner, _, _ = prune_and_compare(_op_model(lambda a, b: 2.0 * a + 1.0))
+
+    assert group_of(runner, "conv_a").prunable
+    assert group_of(runner, "conv_a").consumers == ("head",)
+
+
+def test_tf_slicing_is_a_barrier():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    x = x[..., :2]
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "slicing")
+
+
+# Unknown and registered layers -----------------------------------------------------
+
+def _model_around(layer):
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="stem")(inputs)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    x = layer(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _scale_layer_class():
+    """A fresh custom layer class, so registrations never leak between tests."""
+    class DoubleIt(L.Layer):
+        def call(self, x):
+            return 2.0 * x
+    return DoubleIt
+
+
+def test_lambda_layer_is_a_barrier_naming_layer_and_class():
+    runner, _, _ = prune_and_compare(_model_around(L.Lambda(lambda t: t * 2.0, name="twice")))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "'twice'", "Lambda", "register_layer")
+
+
+def test_custom_layer_is_a_barrier_naming_layer_and_class():
+    layer_class = _scale_layer_class()
+    runner, _, _ = prune_and_compare(_model_around(layer_class(name="twice")))
+
+    assert_blocked_by(group_of(runner, "conv"), "'twice'", "DoubleIt", "register_layer")
+
+
+def test_registered_custom_layer_passes_channels_through():
+    layer_class = _scale_layer_class()
+    vot.register_layer(layer_class, vot.LayerSpec.passthrough())
+    runner, _, slim = prune_and_compare(_model_around(layer_class(name="twice")))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").consumers == ("head",)
+    assert isinstance(slim.get_layer("twice"), layer_class)

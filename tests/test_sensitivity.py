@@ -1,0 +1,372 @@
+"""Specification of sensitivity analysis (`ana`) and target-driven pruning (`prune`)."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+import vai_optimizer_tf as vot
+from tests import model_utils
+from tests.small_models import small_resnet
+
+RATIOS = (0.25, 0.5, 0.75)
+N_STEPS = 1 + 4 * len(RATIOS)  # baseline + 4 prunable groups x 3 ratios
+WORKER = os.path.join(os.path.dirname(__file__), "ana_worker.py")
+X = np.random.RandomState(1).rand(16, 16, 16, 3).astype("float32")
+
+
+def output_energy(model):
+    """A deterministic metric: mean squared output on fixed inputs."""
+    return float(np.mean(np.asarray(model(X, training=False)) ** 2))
+
+
+class CountingEval:
+    def __init__(self, fn=output_energy):
+        self.fn = fn
+        self.calls = 0
+
+    def __call__(self, model):
+        self.calls += 1
+        return self.fn(model)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small_resnet()
+
+
+def cache_path(workspace):
+    return os.path.join(workspace, "ana", "sensitivity.json")
+
+
+class TestAnalysis:
+
+    def test_records_the_baseline_and_every_group_at_every_ratio(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        evaluate = CountingEval()
+        cache = runner.ana(evaluate, ratios=RATIOS, verbose=0)
+        assert evaluate.calls == N_STEPS
+        assert cache.baseline == pytest.approx(output_energy(model), rel=1e-6)
+        for group in runner.prunable_groups:
+            for r in RATIOS:
+                assert math.isfinite(cache.metric(group.name, r))
+
+    def test_each_step_equals_evaluating_that_group_pruned_alone(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        cache = runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        kernel = model.get_layer("expand").get_weights()[0].reshape(-1, 32)
+        keep = np.sort(np.argsort(-np.abs(kernel).sum(0), kind="stable")[:16])
+        spec = vot.PruningSpec(model.name, runner.model_digest,
+                               {"expand": vot.GroupSpec(32, 0.5, keep)})
+        expected = output_energy(runner.get_sparse_model(spec))
+        assert cache.metric("expand", 0.5) == pytest.approx(expected, rel=1e-5)
+
+    def test_users_model_is_untouched(self, model, tmp_path):
+        before = [w.copy() for w in model.get_weights()]
+        vot.IterativePruningRunner(model, workspace=str(tmp_path)).ana(
+            output_energy, ratios=RATIOS, verbose=0)
+        for a, b in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+    def test_reports_are_written(self, model, tmp_path, capsys):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, verbose=1)
+        table = capsys.readouterr().out
+        assert "baseline" in table and "-50%" in table and "expand" in table
+        with open(tmp_path / "ana" / "sensitivity.csv") as f:
+            header = f.readline().strip().split(",")
+        assert header == ["group", "baseline", "0.25", "0.5", "0.75"]
+
+    def test_second_call_reuses_every_finished_step(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        again = CountingEval()
+        vot.IterativePruningRunner(model, workspace=str(tmp_path)).ana(
+            again, ratios=RATIOS, verbose=0)
+        assert again.calls == 0
+
+    def test_forced_recomputes_everything(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        again = CountingEval()
+        runner.ana(again, ratios=RATIOS, forced=True, verbose=0)
+        assert again.calls == N_STEPS
+
+    def test_cache_of_other_weights_is_never_reused(self, model, tmp_path):
+        vot.IterativePruningRunner(model, workspace=str(tmp_path)).ana(
+            output_energy, ratios=RATIOS, verbose=0)
+        other = small_resnet(seed=1)
+        evaluate = CountingEval()
+        vot.IterativePruningRunner(other, workspace=str(tmp_path)).ana(
+            evaluate, ratios=RATIOS, verbose=0)
+        assert evaluate.calls == N_STEPS
+        stale = [f for f in os.listdir(tmp_path / "ana") if ".stale-" in f]
+        assert len(stale) == 1
+
+    def test_other_ratio_grid_is_not_reused(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        evaluate = CountingEval()
+        runner.ana(evaluate, ratios=(0.5,), verbose=0)
+        assert evaluate.calls == 1 + 4
+
+    def test_corrupted_cache_gets_a_clear_error(self, model, tmp_path):
+        os.makedirs(tmp_path / "ana")
+        with open(cache_path(str(tmp_path)), "w") as f:
+            f.write('{"format": "vai_optimizer_tf.sensi')
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        with pytest.raises(vot.AnalysisCacheError, match="corrupted.*forced=True"):
+            runner.ana(output_energy, ratios=RATIOS, verbose=0)
+
+
+class TestBadEvalFn:
+
+    @pytest.mark.parametrize("bad_value, message", [
+        (float("nan"), "returned nan"),
+        ("0.9", "must return one number"),
+        (None, "must return one number"),
+    ])
+    def test_bad_value_names_group_and_ratio_and_keeps_finished_steps(
+            self, model, tmp_path, bad_value, message):
+        calls = []
+
+        def flaky(m):
+            calls.append(1)
+            return bad_value if len(calls) == 3 else output_energy(m)
+
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        with pytest.raises(vot.AnalysisError, match="group 'stem' pruned by 50%") as info:
+            runner.ana(flaky, ratios=RATIOS, verbose=0)
+        assert message in str(info.value)
+        with open(cache_path(str(tmp_path))) as f:
+            saved = json.load(f)
+        assert saved["baseline"] is not None
+        assert list(saved["results"]["stem"]) == ["0.2500"]
+        resumed = CountingEval()
+        runner.ana(resumed, ratios=RATIOS, verbose=0)
+        assert resumed.calls == N_STEPS - 2
+
+    def test_exception_in_eval_fn_names_group_and_ratio(self, model, tmp_path):
+        def broken(m):
+            raise RuntimeError("dataset exhausted")
+
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        with pytest.raises(vot.AnalysisError, match="dataset exhausted.*baseline"):
+            runner.ana(broken, ratios=RATIOS, verbose=0)
+
+    @pytest.mark.parametrize("kwargs, message", [
+        ({"ratios": (0.5, 1.0)}, "Invalid `ratios`"),
+        ({"ratios": ()}, "Invalid `ratios`"),
+        ({"shard": (2, 2)}, "Invalid `shard`"),
+        ({"mode": "best"}, "Invalid `mode`"),
+    ])
+    def test_bad_arguments(self, model, tmp_path, kwargs, message):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        with pytest.raises(ValueError, match=message):
+            runner.ana(output_energy, verbose=0, **kwargs)
+
+    def test_eval_fn_must_be_callable(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        with pytest.raises(ValueError, match="Invalid `eval_fn`"):
+            runner.ana(0.5)
+
+
+def _run_worker(workspace, log, sleep, shard=None):
+    args = [sys.executable, WORKER, workspace, log, str(sleep)]
+    if shard:
+        args += [str(shard[0]), str(shard[1])]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _calls(log):
+    if not os.path.exists(log):
+        return 0
+    with open(log) as f:
+        return sum(1 for _ in f)
+
+
+class TestProcesses:
+
+    def test_sigkilled_run_resumes_without_repeating_finished_steps(self, tmp_path):
+        workspace, log = str(tmp_path / "ws"), str(tmp_path / "calls.log")
+        proc = _run_worker(workspace, log, sleep=0.3)
+        deadline = time.time() + 120
+        while _calls(log) < 5 and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert 5 <= _calls(log) < N_STEPS
+        with open(cache_path(workspace)) as f:
+            saved = json.load(f)  # the file is whole: written atomically
+        finished = (saved["baseline"] is not None) + sum(len(v) for v in saved["results"].values())
+        killed_at = _calls(log)
+        resumed = _run_worker(workspace, log, sleep=0.0)
+        assert resumed.wait(timeout=120) == 0, resumed.stderr.read().decode()[-2000:]
+        # Only the step in flight when killed (if any) is repeated.
+        assert _calls(log) - killed_at == N_STEPS - finished
+        assert finished >= killed_at - 1
+
+    def test_two_processes_split_the_steps_and_prune_merges_them(self, model, tmp_path):
+        workspace, log = str(tmp_path / "ws"), str(tmp_path / "calls.log")
+        procs = [_run_worker(workspace, log, 0.0, shard=(i, 2)) for i in range(2)]
+        for p in procs:
+            assert p.wait(timeout=180) == 0, p.stderr.read().decode()[-2000:]
+        assert _calls(log) == N_STEPS
+        files = sorted(f for f in os.listdir(os.path.join(workspace, "ana")) if f.endswith(".json"))
+        assert files == ["sensitivity.shard-0-of-2.json", "sensitivity.shard-1-of-2.json"]
+        runner = vot.IterativePruningRunner(model, workspace=workspace)
+        sparse = runner.prune(ratio=0.3)
+        assert isinstance(sparse, keras.Model)
+        merged = CountingEval()
+        runner.ana(merged, ratios=RATIOS, verbose=0)
+        assert merged.calls == 0
+
+
+@pytest.fixture(scope="module")
+def analysed(model, tmp_path_factory):
+    workspace = str(tmp_path_factory.mktemp("analysed"))
+    vot.IterativePruningRunner(model, workspace=workspace).ana(
+        output_energy, ratios=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), verbose=0)
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def wide_model():
+    return small_resnet(width=32, blocks=3, name="wide_resnet")
+
+
+@pytest.fixture(scope="module")
+def wide_analysed(wide_model, tmp_path_factory):
+    workspace = str(tmp_path_factory.mktemp("wide"))
+    vot.IterativePruningRunner(wide_model, workspace=workspace).ana(
+        output_energy, ratios=(0.2, 0.4, 0.6, 0.8), verbose=0)
+    return workspace
+
+
+class TestPrune:
+
+    @pytest.mark.parametrize("target", [0.2, 0.45, 0.7])
+    @pytest.mark.parametrize("divisible", [1, 4, 8])
+    def test_slim_model_reaches_the_flops_target_after_rounding(
+            self, wide_model, wide_analysed, target, divisible):
+        runner = vot.IterativePruningRunner(wide_model, workspace=wide_analysed)
+        slim = runner.prune(ratio=target, channel_divisible=divisible, mode="slim")
+        reduction = 1 - vot.stat(slim).flops / vot.stat(wide_model).flops
+        assert abs(reduction - target) <= 0.01
+        for layer in slim.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                original = wide_model.get_layer(layer.name).filters
+                assert layer.filters == original or layer.filters % divisible == 0
+
+    def test_prune_returns_sparse_model_equal_to_its_slim_model(self, model, analysed):
+        runner = vot.IterativePruningRunner(model, workspace=analysed)
+        sparse = runner.prune(ratio=0.4)
+        slim = runner.get_slim_model()
+        assert model_utils.max_relative_difference(sparse, slim, X) < 1e-5
+        assert slim.count_params() < model.count_params()
+
+    def test_spec_file_and_latest_pointer(self, model, analysed):
+        runner = vot.IterativePruningRunner(model, workspace=analysed)
+        runner.prune(ratio=0.4, channel_divisible=2, criterion="l2")
+        path = runner.latest_spec_path()
+        with open(path) as f:
+            data = json.load(f)
+        assert data["criterion"] == "l2" and data["channel_divisible"] == 2
+        assert abs(data["metadata"]["flops_reduction"] - 0.4) <= 0.01
+        assert data["model_digest"] == runner.model_digest
+        for group in data["groups"].values():
+            assert len(group["kept"]) % 2 == 0 or len(group["kept"]) == group["width"]
+
+    def test_threshold_keeps_every_group_within_its_analysed_drop(self, model, analysed):
+        runner = vot.IterativePruningRunner(model, workspace=analysed)
+        cache = runner._find_analysis(None)
+        runner.prune(threshold=0.05)
+        spec = vot.PruningSpec.load(runner.latest_spec_path())
+        for name, group in spec.groups.items():
+            ratio = 1 - len(group.kept) / group.width
+            analysed_ratios = [r for r in cache.ratios if r <= ratio + 1e-9]
+            assert all(cache.drop(name, r) <= 0.05 + 1e-6 for r in analysed_ratios[:-1])
+
+    def test_without_analysis_prune_says_what_to_do(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        with pytest.raises(vot.AnalysisCacheError, match=r"Run runner.ana\(eval_fn\) first"):
+            runner.prune(ratio=0.3)
+
+    def test_analysis_of_other_weights_is_refused(self, analysed):
+        runner = vot.IterativePruningRunner(small_resnet(seed=3), workspace=analysed)
+        with pytest.raises(vot.AnalysisCacheError, match="other weights"):
+            runner.prune(ratio=0.3)
+
+    def test_unreachable_target_says_how_far_it_can_go(self, model, analysed):
+        runner = vot.IterativePruningRunner(model, workspace=analysed)
+        with pytest.raises(ValueError, match="cannot be reached"):
+            runner.prune(ratio=0.99)
+
+    @pytest.mark.parametrize("kwargs, message", [
+        ({}, "Pass either `ratio`"),
+        ({"ratio": 0.3, "threshold": 0.1}, "only one of"),
+        ({"ratio": 0.0}, "Invalid `ratio`"),
+        ({"ratio": 0.3, "mode": "dense"}, "Invalid `mode`"),
+        ({"threshold": -1}, "Invalid `threshold`"),
+    ])
+    def test_bad_arguments(self, model, analysed, kwargs, message):
+        runner = vot.IterativePruningRunner(model, workspace=analysed)
+        with pytest.raises(ValueError, match=message):
+            runner.prune(**kwargs)
+
+    def test_summary_shows_flops_params_and_widths(self, model, analysed):
+        runner = vot.IterativePruningRunner(model, workspace=analysed)
+        runner.prune(ratio=0.4)
+        lines = []
+        runner.summary(print_fn=lines.append)
+        text = "\n".join(lines)
+        assert "FLOPs" in text and "params" in text and "expand" in text and "->" in text
+
+    def test_existing_spec_path_is_applied(self, model, analysed, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=analysed)
+        path = str(tmp_path / "mine.json")
+        first = runner.prune(ratio=0.4, spec_path=path)
+        again = runner.prune(spec_path=path)
+        assert model_utils.max_relative_difference(first, again, X) == 0.0
+
+
+class TestIterativePruning:
+
+    def test_vitis_flow_keeps_nested_channels_and_slim_matches_fine_tuned_sparse(
+            self, analysed, tmp_path):
+        import shutil
+        workspace = str(tmp_path / "ws")
+        shutil.copytree(analysed, workspace)
+        baseline = small_resnet()
+        y = np.random.RandomState(2).randint(0, 10, len(X))
+
+        def fine_tune(m):
+            m.compile(optimizer=keras.optimizers.SGD(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            m.fit(X, y, epochs=2, batch_size=8, verbose=0)
+            return m
+
+        step1 = fine_tune(vot.IterativePruningRunner(baseline, workspace=workspace)
+                          .prune(ratio=0.3))
+        spec1 = vot.PruningSpec.load(
+            vot.IterativePruningRunner(baseline, workspace=workspace).latest_spec_path())
+
+        model2 = small_resnet()           # the Vitis flow: load the weights into the baseline
+        model2.set_weights(step1.get_weights())
+        runner2 = vot.IterativePruningRunner(model2, workspace=workspace)
+        never = CountingEval()
+        step2 = fine_tune(runner2.prune(ratio=0.5))
+        spec2 = vot.PruningSpec.load(runner2.latest_spec_path())
+        assert never.calls == 0  # the baseline analysis was reused, not redone
+        assert abs(spec2.metadata["flops_reduction"] - 0.5) <= 0.01
+        for name, g in spec1.groups.items():
+            assert set(spec2.groups[name].kept) <= set(g.kept)
+        slim = runner2.get_slim_model(weights_from=step2)
+        assert model_utils.max_relative_difference(step2, slim, X) < 1e-5
