@@ -18,7 +18,7 @@ slim = runner.get_slim_model(spec)
 """
 
 from vai_optimizer_tf.errors import (AnalysisCacheError, AnalysisError, SpecFormatError,
-                                     SpecMismatchError, UnsupportedLayerError,
+                                     SpecMismatchError,
                                      UnsupportedModelError, VaiOptimizerError)
 from vai_optimizer_tf.graph.registry import Axis, LayerSpec, Role, register_layer
 from vai_optimizer_tf.groups.channel_group import ChannelGroup
@@ -32,6 +32,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
     "LayerStats", "ModelStats", "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError",
-    "UnsupportedLayerError", "UnsupportedModelError", "VaiOptimizerError", "register_layer",
+    "UnsupportedModelError", "VaiOptimizerError", "register_layer",
     "stat",
 ]

@@ -16,14 +16,6 @@ class UnsupportedModelError(VaiOptimizerError, TypeError):
     """
 
 
-class UnsupportedLayerError(VaiOptimizerError, TypeError):
-    """A layer's channel semantics are unknown and it cannot be a barrier.
-
-    Raised when a layer that has no registry entry is asked to do something that
-    needs one, for example when its FLOPs are requested in strict mode.
-    """
-
-
 class SpecMismatchError(VaiOptimizerError, ValueError):
     """A pruning spec was made for a different model."""
 
