@@ -17,12 +17,14 @@ slim = runner.get_slim_model(spec)
 ```
 """
 
+from vai_optimizer_tf import callbacks
 from vai_optimizer_tf.errors import (AnalysisCacheError, AnalysisError, SpecFormatError,
                                      SpecMismatchError,
                                      UnsupportedModelError, VaiOptimizerError)
 from vai_optimizer_tf.graph.registry import Axis, LayerSpec, Role, register_layer
 from vai_optimizer_tf.groups.channel_group import ChannelGroup
 from vai_optimizer_tf.iterative_runner import IterativePruningRunner
+from vai_optimizer_tf.masks.channel_mask import ChannelMask
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
 from vai_optimizer_tf.stats.model_stats import LayerStats, ModelStats, stat
@@ -30,7 +32,7 @@ from vai_optimizer_tf.stats.model_stats import LayerStats, ModelStats, stat
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
+    "callbacks", "ChannelMask", "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
     "LayerStats", "ModelStats", "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError",
     "UnsupportedModelError", "VaiOptimizerError", "register_layer",
     "stat",

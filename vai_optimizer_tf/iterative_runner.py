@@ -1,6 +1,5 @@
 """`IterativePruningRunner`: analyse, prune, fine-tune, repeat, transform."""
 
-import json
 import logging
 import numbers
 import os
@@ -13,19 +12,20 @@ from vai_optimizer_tf.analysis import sensitivity_analysis as analysis_lib
 from vai_optimizer_tf.analysis.sensitivity_cache import SensitivityCache
 from vai_optimizer_tf.graph.tf_keras_adapter import TfKerasAdapter
 from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
+from vai_optimizer_tf.masks.mask_state import MaskState
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.masks.sparse_model import build_sparse_model
 from vai_optimizer_tf.planning import importance
 from vai_optimizer_tf.planning.ratio_search import DropCurve, RatioSearch
-from vai_optimizer_tf.planning.spec import PruningSpec, as_spec
+from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec, as_spec
 from vai_optimizer_tf.planning.spec_builder import build_spec
 from vai_optimizer_tf.planning.width_flops import WidthFlops
 from vai_optimizer_tf.stats.model_stats import compute_stats
 from vai_optimizer_tf.transform.slim_model import build_slim_model
 from vai_optimizer_tf.utils import atomic, validation
+from vai_optimizer_tf.workspace import Workspace
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-_LATEST = "latest_spec.json"
 logger = logging.getLogger("vai_optimizer_tf")
 
 
@@ -80,6 +80,7 @@ class IterativePruningRunner:
         self.graph = self._adapter.graph
         self.model_digest = self.graph.digest()
         self.workspace = os.fspath(workspace)
+        self._workspace = Workspace(workspace)
         self._deps_by_excludes = {}
         self._deps = self._dependency_graph(frozenset())
         self._baseline_stats = None
@@ -201,36 +202,21 @@ class IterativePruningRunner:
             print(cache.table(self.graph.name, names))
 
     def _find_analysis(self, previous):
-        """The sensitivity analysis that `prune` may use, or raises with the fix."""
+        """The sensitivity analysis that `prune` may use, or None; raises if only stale ones exist."""
         if self._analysis is not None:
             return self._analysis
-        folder = analysis_lib.cache_folder(self.workspace)
-        by_key = {}
-        for path in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-            if path.startswith("sensitivity") and path.endswith(".json"):
-                cache = SensitivityCache.load(os.path.join(folder, path))
-                by_key.setdefault(json.dumps(cache.key, sort_keys=True), []).append(cache)
-        candidates = []
-        for caches in by_key.values():
-            merged = SensitivityCache(caches[0].key)
-            for cache in caches:
-                merged.merge(cache)
-            if merged.key["graph_digest"] == self.model_digest:
-                candidates.append(merged)
+        candidates = self._workspace.analyses(self.model_digest)
         if not candidates:
             return None
         self._analysis_key(DEFAULT_RATIOS, "l1", "max")
-        for cache in candidates:
-            if cache.key["weights_digest"] == self._weights_digest:
-                return cache.renamed(self._deps)
         wanted = previous.metadata.get("analysis_key") if previous is not None else None
         for cache in candidates:
-            if cache.key == wanted:
+            if cache.key["weights_digest"] == self._weights_digest or cache.key == wanted:
                 return cache.renamed(self._deps)
         raise errors.AnalysisCacheError(
-            f"The sensitivity analysis in {folder!r} was made for other weights of this "
-            "model, and this model is not the fine-tuned sparse model of the latest spec. "
-            "Run runner.ana(eval_fn) again for these weights.")
+            f"The sensitivity analysis in {self._workspace.analysis_folder!r} was made for "
+            "other weights of this model, and this model is not the fine-tuned sparse model "
+            "of the latest spec. Run runner.ana(eval_fn) again for these weights.")
 
     # Pruning ---------------------------------------------------------------------
 
@@ -276,7 +262,7 @@ class IterativePruningRunner:
         if ratio is None and threshold is None:
             if spec_path is not None and os.path.exists(spec_path):
                 spec = PruningSpec.load(spec_path)
-                self._set_latest(spec_path)
+                self._workspace.set_latest_spec(spec_path)
                 return self._build(spec, mode)
             raise ValueError("Pass either `ratio` (the FLOPs reduction, e.g. ratio=0.5) or "
                              "`threshold` (the largest metric drop per group, e.g. 0.01). "
@@ -312,9 +298,9 @@ class IterativePruningRunner:
         self._record_metadata(spec, cache, ratio, threshold, time.time() - start)
         if spec_path is None:
             label = f"ratio-{ratio:.2f}" if ratio is not None else f"threshold-{threshold:g}"
-            spec_path = os.path.join(self.workspace, "specs", f"{self.graph.name}.{label}.json")
+            spec_path = self._workspace.spec_path(self.graph.name, label)
         spec.save(spec_path)
-        self._set_latest(spec_path)
+        self._workspace.set_latest_spec(spec_path)
         logger.info("Pruning spec saved to %s (FLOPs reduction %.2f%%)", spec_path,
                     100 * spec.metadata["flops_reduction"])
         return self._build(spec, mode)
@@ -346,17 +332,9 @@ class IterativePruningRunner:
             "analysis_key": cache.key, "search_seconds": round(seconds, 3),
         })
 
-    def _set_latest(self, spec_path):
-        atomic.write_json_atomic(os.path.join(self.workspace, _LATEST),
-                                 {"spec_path": os.path.abspath(spec_path)})
-
     def latest_spec_path(self):
         """Path of the spec `prune` saved last in this workspace, or None."""
-        pointer = os.path.join(self.workspace, _LATEST)
-        if not os.path.exists(pointer):
-            return None
-        with open(pointer) as f:
-            return json.load(f).get("spec_path")
+        return self._workspace.latest_spec_path()
 
     def _previous_spec(self):
         """The latest spec, if this model holds that spec's sparse weights."""
@@ -491,6 +469,94 @@ class IterativePruningRunner:
         """
         return build_slim_model(self._adapter, self._plan(self._resolve_spec(spec, spec_path)),
                                 self._weights_from(weights_from))
+
+    # Training -------------------------------------------------------------------
+
+    def mask_state(self, model):
+        """The `MaskState` of a sparse model built by this runner.
+
+        Raises:
+          ValueError: if `model` is not a sparse model of this runner's model.
+        """
+        other = TfKerasAdapter(model)
+        if other.graph.digest() != self.model_digest:
+            raise ValueError(
+                f"Model {model.name!r} is not a sparse model of {self.graph.name!r}: its "
+                "architecture differs. Train the model returned by runner.get_sparse_model() "
+                "or runner.prune().")
+        return MaskState(self._deps, other, model)
+
+    def spec_from_model(self, model):
+        """The `PruningSpec` a sparse model currently applies, read from its masks."""
+        return self.spec_from_state(self.mask_state(model))
+
+    def spec_from_state(self, state):
+        """The `PruningSpec` of a `MaskState` (see `mask_state`)."""
+        kept = state.kept_by_group()
+        groups = {}
+        for gid, channels in kept.items():
+            group = self._deps.group(gid)
+            if len(channels) < group.width:
+                groups[group.name] = GroupSpec(group.width, 1 - len(channels) / group.width,
+                                               channels, group.index)
+        spec = PruningSpec(self.graph.name, self.model_digest, groups)
+        spec.metadata["flops_reduction"] = round(1 - self.stat(spec).flops / self.stat().flops, 6)
+        return spec
+
+    def plan_widths(self, ratio, channel_divisible=1, excludes=None, upper_bounds=None,
+                    use_analysis=None):
+        """Kept widths per group for a FLOPs reduction `ratio`, without building anything.
+
+        Args:
+          ratio: FLOPs reduction to reach, in (0, 1).
+          channel_divisible: Kept widths are multiples of this. Defaults to `1`.
+          excludes: Layers whose output channels must not shrink.
+          upper_bounds: Group name -> largest allowed width (nested pruning).
+          use_analysis: `True` to require the sensitivity analysis, `False` to
+            prune all groups by the same fraction, `None` to use the analysis
+            when the workspace has one for these weights. Defaults to `None`.
+
+        Returns:
+          Group name -> kept width.
+
+        Raises:
+          ValueError: if `ratio` cannot be reached; the message says how far
+            pruning can go.
+        """
+        deps = self._deps_for(excludes)
+        curves, max_ratio = None, 0.9
+        if use_analysis is not False:
+            try:
+                cache = self._find_analysis(None)
+            except errors.AnalysisCacheError:
+                if use_analysis:
+                    raise
+                cache = None
+            if cache is None and use_analysis:
+                raise errors.AnalysisCacheError(
+                    f"No sensitivity analysis in workspace {self.workspace!r}; run "
+                    "runner.ana(eval_fn) first or pass use_analysis=False.")
+            if cache is not None:
+                curves, max_ratio = self._drop_curves(cache, deps), max(cache.ratios)
+        search = RatioSearch(deps.prunable_groups, WidthFlops(deps), curves, channel_divisible,
+                             max_ratio=max_ratio, upper_bounds=upper_bounds)
+        return search.for_flops_reduction(ratio)
+
+    def build_spec(self, kept_widths, weights_from=None, criterion="l1", channel_divisible=1,
+                   previous=None):
+        """A spec keeping `kept_widths` channels per group, picked by `criterion`.
+
+        Args:
+          kept_widths: Group name -> kept width (e.g. from `plan_widths`).
+          weights_from: Model whose weights are scored. Defaults to the
+            runner's model.
+          criterion: Importance criterion. Defaults to `"l1"`.
+          channel_divisible: Recorded in the spec. Defaults to `1`.
+          previous: Optional spec whose pruned channels stay pruned.
+        """
+        weights = self._weights_from(weights_from) or self._adapter.all_weights()
+        return build_spec(self._deps, weights, kept_widths, criterion, channel_divisible,
+                          self.graph.name, self.model_digest, previous)
 
     # Reports ------------------------------------------------------------------------
 

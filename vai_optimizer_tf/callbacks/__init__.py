@@ -1,1 +1,10 @@
-"""Keras callbacks for pruning schedules (see the training issue)."""
+"""Keras callbacks for channel pruning during `fit`.
+
+Masks hold without any callback; these drive schedules, log and export.
+"""
+
+from vai_optimizer_tf.callbacks.gradual_channel_pruning import GradualChannelPruning
+from vai_optimizer_tf.callbacks.pruning_summaries import ChannelPruningSummaries
+from vai_optimizer_tf.callbacks.slim_model_export import SlimModelExport
+
+__all__ = ["ChannelPruningSummaries", "GradualChannelPruning", "SlimModelExport"]

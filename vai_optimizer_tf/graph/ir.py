@@ -37,10 +37,11 @@ class TensorInfo:
 
 @dataclasses.dataclass(frozen=True)
 class WeightInfo:
-    """One variable of a layer: its short name (`kernel`, `gamma`...) and shape."""
+    """One variable of a layer: its short name (`kernel`, `gamma`...), shape, trainability."""
 
     name: str
     shape: Tuple[int, ...]
+    trainable: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

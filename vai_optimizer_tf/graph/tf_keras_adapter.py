@@ -21,6 +21,7 @@ from tf_keras.src.saving import serialization_lib
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.graph import ir
 from vai_optimizer_tf.graph import tf_keras_rules  # noqa: F401  (registers the entries)
+from vai_optimizer_tf.masks import channel_mask
 
 _MODEL_CLASS_NAMES = ("Functional", "Sequential", "Model")
 
@@ -231,10 +232,11 @@ class TfKerasAdapter:
                     name=node_name,
                     layer_path=path,
                     layer_class=type(layer),
-                    config=layer.get_config(),
+                    config=channel_mask.strip_masks(layer.get_config()),
                     inputs=tuple(in_ids),
                     outputs=tuple(out_ids),
-                    weights=tuple(ir.WeightInfo(_short_weight_name(v), tuple(v.shape.as_list()))
+                    weights=tuple(ir.WeightInfo(_short_weight_name(v), tuple(v.shape.as_list()),
+                                                bool(v.trainable))
                                   for v in layer.weights),
                     input_shapes=tuple(self._tensors[t].shape for t in in_ids),
                     output_shapes=tuple(self._tensors[t].shape for t in out_ids),
@@ -330,6 +332,10 @@ class TfKerasAdapter:
                 self._rewrite_nested_inputs(entry, path, tensor_shapes)
             elif path in layer_configs:
                 entry["config"] = copy.deepcopy(layer_configs[path])
+            else:
+                # A model read from a sparse model is rebuilt without its masks
+                # unless the caller passes masked configs.
+                entry["config"] = channel_mask.strip_masks(entry["config"])
 
     def _rewrite_calls(self, model_config, call_rewrites):
         for node_name, fn in call_rewrites.items():
@@ -406,6 +412,25 @@ class TfKerasAdapter:
             return self.resolve_layer(name)
         raise ValueError(f"Layer object {layer_or_name!r} is not part of model "
                          f"{self.model.name!r}. Pass one of its layers or a layer name.")
+
+    def channel_masks(self, model):
+        """The masked variables of a model rebuilt by this adapter.
+
+        Returns:
+          `(layer path, weight index) -> (variable, ChannelMask)`.
+        """
+        masks = {}
+        for path, parts in self._path_parts.items():
+            layer = self._find_layer(model, parts)
+            for i, variable in enumerate(layer.weights):
+                constraint = getattr(variable, "constraint", None)
+                if isinstance(constraint, channel_mask.ChannelMask):
+                    masks[(path, i)] = (variable, constraint)
+        return masks
+
+    def layer_values(self, model, layer_path):
+        """Numpy values of a layer's weights in a model rebuilt by this adapter."""
+        return self._find_layer(model, self._path_parts[layer_path]).get_weights()
 
     def layer_config(self, layer_path):
         """A deep copy of the source layer's config."""

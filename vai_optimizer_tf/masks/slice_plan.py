@@ -22,9 +22,13 @@ class SlicePlan:
       deps: A `DependencyGraph`.
       kept_by_group: Group id -> sorted int array of kept channels. Groups
         not listed keep all channels.
+      include_full: Whether `weight_slices` also lists axes of the listed
+        groups on which every channel is kept (used to attach masks to every
+        prunable weight). Defaults to `False`.
     """
 
-    def __init__(self, deps, kept_by_group):
+    def __init__(self, deps, kept_by_group, include_full=False):
+        self.include_full = include_full
         self.deps = deps
         self.graph = deps.graph
         self.kept_by_group = {int(k): np.asarray(v, dtype=np.int64)
@@ -65,7 +69,7 @@ class SlicePlan:
                         if multiplier > 1:
                             lay = layout_lib.Tile(lay, inner=multiplier)
                     kept = self._kept(lay)
-                    if kept is not None and len(kept) < w.shape[axis.index]:
+                    if kept is not None and (self.include_full or len(kept) < w.shape[axis.index]):
                         per_weight.setdefault(i, []).append((axis.index % len(w.shape), kept))
             if per_weight:
                 slices[node.layer_path] = per_weight

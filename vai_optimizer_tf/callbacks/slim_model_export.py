@@ -1,0 +1,42 @@
+"""`SlimModelExport`: saves the slim model when `fit` ends."""
+
+import os
+
+import tf_keras
+
+
+class SlimModelExport(tf_keras.callbacks.Callback):
+    """At the end of `fit`, removes the pruned channels and saves the slim model.
+
+    The spec the model ends with is saved beside it (`<filepath>.spec.json`).
+
+    Args:
+      runner: The `IterativePruningRunner` that built the sparse model.
+      filepath: Where to save the slim model (`.keras`, `.h5`, or a folder
+        for a SavedModel).
+
+    Example:
+
+    ```python
+    sparse.fit(x, y, epochs=1, verbose=0,
+               callbacks=[vot.callbacks.SlimModelExport(runner, "slim.keras")])
+    ```
+    """
+
+    def __init__(self, runner, filepath):
+        super().__init__()
+        if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(filepath):
+            raise ValueError(f"Invalid `filepath`: expected a path. Received: filepath={filepath!r}")
+        self.runner = runner
+        self.filepath = os.fspath(filepath)
+
+    def on_train_begin(self, logs=None):
+        self.runner.mask_state(self.model)  # fails now if this is not a sparse model
+
+    def on_train_end(self, logs=None):
+        spec = self.runner.spec_from_model(self.model)
+        slim = self.runner.get_slim_model(spec, weights_from=self.model)
+        folder = os.path.dirname(os.path.abspath(self.filepath))
+        os.makedirs(folder, exist_ok=True)
+        slim.save(self.filepath)
+        spec.save(self.filepath + ".spec.json")
