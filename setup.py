@@ -17,6 +17,7 @@ setuptools.setup(
         "tensorflow-model-optimization==0.8.1",
         "numpy>=1.26",
         "absl-py>=1.4",
+        "tensorboard==2.21.0",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100"], "demo": ["mlxtend>=0.23"]},
 )

@@ -286,7 +286,7 @@ class TestPrune:
 
     def test_threshold_keeps_every_group_within_its_analysed_drop(self, model, analysed):
         runner = vot.IterativePruningRunner(model, workspace=analysed)
-        cache = runner._find_analysis(None)
+        cache = runner.sensitivity()
         runner.prune(threshold=0.05)
         spec = vot.PruningSpec.load(runner.latest_spec_path())
         for name, group in spec.groups.items():

@@ -9,20 +9,20 @@ import numpy as np
 
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.analysis import sensitivity_analysis as analysis_lib
-from vai_optimizer_tf.analysis.sensitivity_cache import SensitivityCache
+from vai_optimizer_tf.analysis.analyzer import Analyzer
 from vai_optimizer_tf.graph.tf_keras_adapter import TfKerasAdapter
 from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
 from vai_optimizer_tf.masks.mask_state import MaskState
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.masks.sparse_model import build_sparse_model
 from vai_optimizer_tf.planning import importance
-from vai_optimizer_tf.planning.ratio_search import DropCurve, RatioSearch
+from vai_optimizer_tf.planning.ratio_search import RatioSearch, drop_curves
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec, as_spec
 from vai_optimizer_tf.planning.spec_builder import build_spec
 from vai_optimizer_tf.planning.width_flops import WidthFlops
 from vai_optimizer_tf.stats.model_stats import compute_stats
 from vai_optimizer_tf.transform.slim_model import build_slim_model
-from vai_optimizer_tf.utils import atomic, validation
+from vai_optimizer_tf.utils import validation
 from vai_optimizer_tf.workspace import Workspace
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -84,8 +84,7 @@ class IterativePruningRunner:
         self._deps_by_excludes = {}
         self._deps = self._dependency_graph(frozenset())
         self._baseline_stats = None
-        self._weights_digest = None
-        self._analysis = None
+        self._analyzer = Analyzer(self._adapter, self._deps, self._workspace)
 
     # Groups -----------------------------------------------------------------
 
@@ -118,12 +117,6 @@ class IterativePruningRunner:
         return self._dependency_graph(self._resolve_excludes(excludes))
 
     # Sensitivity analysis ---------------------------------------------------------
-
-    def _analysis_key(self, ratios, criterion, mode):
-        if self._weights_digest is None:
-            self._weights_digest = self._adapter.weights_digest()
-        return {"graph_digest": self.model_digest, "weights_digest": self._weights_digest,
-                "ratios": list(ratios), "criterion": criterion, "mode": mode}
 
     def ana(self, eval_fn, excludes=None, forced=False, ratios=DEFAULT_RATIOS, shard=None,
             mode="max", criterion="l1", verbose=1):
@@ -174,49 +167,18 @@ class IterativePruningRunner:
                              f"Received: mode={mode!r}")
         ratios = analysis_lib.check_ratios(ratios)
         shard = analysis_lib.check_shard(shard)
-        criterion_name, _ = importance.get_criterion(criterion)
-        deps = self._deps_for(excludes)
-        key = self._analysis_key(ratios, criterion_name, mode)
-        log = print if verbose else logger.info
-        cache, path = analysis_lib.load_cache(self.workspace, key, shard, forced, log, deps)
-        if shard is None and not forced:
-            others, _ = SensitivityCache.merged_from(analysis_lib.cache_folder(self.workspace), key)
-            if others is not None:
-                cache.merge(others.renamed(deps))
-        names = [g.name for g in deps.prunable_groups]
-        steps = analysis_lib.analysis_steps(names, ratios, shard)
-        analysis_lib.SensitivityAnalysis(self._adapter, deps, cache, path, criterion,
-                                         verbose).run(steps, eval_fn)
-        merged, _ = SensitivityCache.merged_from(analysis_lib.cache_folder(self.workspace), key)
-        merged = merged.renamed(self._deps)
-        self._analysis = merged
-        if not merged.missing_steps(analysis_lib.analysis_steps(names, ratios)):
-            self._write_reports(merged, names, verbose)
-        return cache
+        importance.get_criterion(criterion)
+        return self._analyzer.run(self._deps_for(excludes), eval_fn, ratios, criterion, mode,
+                                  shard, forced, verbose)
 
-    def _write_reports(self, cache, names, verbose):
-        folder = analysis_lib.cache_folder(self.workspace)
-        atomic.write_text_atomic(os.path.join(folder, "sensitivity.csv"), cache.to_csv(names))
-        cache.plot(os.path.join(folder, "sensitivity.png"), names, self.graph.name)
-        if verbose:
-            print(cache.table(self.graph.name, names))
+    def sensitivity(self):
+        """The sensitivity analysis `prune` would use (a `SensitivityCache`), or None.
 
-    def _find_analysis(self, previous):
-        """The sensitivity analysis that `prune` may use, or None; raises if only stale ones exist."""
-        if self._analysis is not None:
-            return self._analysis
-        candidates = self._workspace.analyses(self.model_digest)
-        if not candidates:
-            return None
-        self._analysis_key(DEFAULT_RATIOS, "l1", "max")
-        wanted = previous.metadata.get("analysis_key") if previous is not None else None
-        for cache in candidates:
-            if cache.key["weights_digest"] == self._weights_digest or cache.key == wanted:
-                return cache.renamed(self._deps)
-        raise errors.AnalysisCacheError(
-            f"The sensitivity analysis in {self._workspace.analysis_folder!r} was made for "
-            "other weights of this model, and this model is not the fine-tuned sparse model "
-            "of the latest spec. Run runner.ana(eval_fn) again for these weights.")
+        Raises:
+          AnalysisCacheError: when the workspace only holds analyses of other
+            weights of this model.
+        """
+        return self._analyzer.find(self._previous_spec())
 
     # Pruning ---------------------------------------------------------------------
 
@@ -281,13 +243,13 @@ class IterativePruningRunner:
         start = time.time()
         deps = self._deps_for(excludes)
         previous = self._previous_spec()
-        cache = self._find_analysis(previous)
+        cache = self._analyzer.find(previous)
         if cache is None:
             raise errors.AnalysisCacheError(
                 f"No sensitivity analysis of this model in workspace {self.workspace!r}. Run "
                 "runner.ana(eval_fn) first, or build a spec without one with "
                 "runner.uniform_spec(sparsity).")
-        curves = self._drop_curves(cache, deps)
+        curves = drop_curves(cache, deps)
         upper = {n: len(g.kept) for n, g in previous.groups.items()} if previous else None
         search = RatioSearch(deps.prunable_groups, WidthFlops(deps), curves, channel_divisible,
                              max_ratio=max(cache.ratios), upper_bounds=upper)
@@ -304,23 +266,6 @@ class IterativePruningRunner:
         logger.info("Pruning spec saved to %s (FLOPs reduction %.2f%%)", spec_path,
                     100 * spec.metadata["flops_reduction"])
         return self._build(spec, mode)
-
-    def _drop_curves(self, cache, deps):
-        curves = {}
-        missing = []
-        for group in deps.prunable_groups:
-            if all(cache.has(group.name, r) for r in cache.ratios):
-                curves[group.name] = DropCurve(cache.ratios,
-                                               [cache.drop(group.name, r) for r in cache.ratios])
-            else:
-                missing.append(group.name)
-        if cache.baseline is None or (missing and len(missing) == len(deps.prunable_groups)):
-            raise errors.AnalysisCacheError(
-                "The sensitivity analysis is incomplete (baseline or every group missing). "
-                "Finish it: run runner.ana(eval_fn) again, or run the remaining shards.")
-        if missing:
-            logger.warning("Groups without complete analysis are left unpruned: %s", missing)
-        return curves
 
     def _record_metadata(self, spec, cache, ratio, threshold, seconds):
         baseline, pruned = self.stat(), self.stat(spec)
@@ -527,7 +472,7 @@ class IterativePruningRunner:
         curves, max_ratio = None, 0.9
         if use_analysis is not False:
             try:
-                cache = self._find_analysis(None)
+                cache = self._analyzer.find(None)
             except errors.AnalysisCacheError:
                 if use_analysis:
                     raise
@@ -537,7 +482,7 @@ class IterativePruningRunner:
                     f"No sensitivity analysis in workspace {self.workspace!r}; run "
                     "runner.ana(eval_fn) first or pass use_analysis=False.")
             if cache is not None:
-                curves, max_ratio = self._drop_curves(cache, deps), max(cache.ratios)
+                curves, max_ratio = drop_curves(cache, deps), max(cache.ratios)
         search = RatioSearch(deps.prunable_groups, WidthFlops(deps), curves, channel_divisible,
                              max_ratio=max_ratio, upper_bounds=upper_bounds)
         return search.for_flops_reduction(ratio)

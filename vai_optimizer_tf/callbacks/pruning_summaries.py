@@ -30,6 +30,11 @@ class ChannelPruningSummaries(tf_keras.callbacks.Callback):
         if update_freq != "epoch" and not (isinstance(update_freq, int) and update_freq > 0):
             raise ValueError("Invalid `update_freq`: expected 'epoch' or a positive number of "
                              f"steps. Received: update_freq={update_freq!r}")
+        try:
+            import tensorboard  # noqa: F401  (tf.summary needs it)
+        except ImportError as e:
+            raise ImportError("ChannelPruningSummaries writes TensorBoard summaries; install "
+                              "TensorBoard: `pip install tensorboard`.") from e
         self.runner = runner
         self.log_dir = log_dir
         self.update_freq = update_freq

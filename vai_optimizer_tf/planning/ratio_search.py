@@ -9,7 +9,11 @@ to the most sensitive groups while the target still holds. So the achieved
 reduction is the one of the final slim model, not of an unrounded plan.
 """
 
+import logging
+
 import numpy as np
+
+from vai_optimizer_tf import errors
 
 from vai_optimizer_tf.planning.importance import kept_count
 
@@ -43,6 +47,29 @@ class DropCurve:
 
     def drop_at(self, ratio):
         return float(np.interp(ratio, self.xs, self.ys))
+
+
+def drop_curves(cache, deps):
+    """Group name -> `DropCurve` from a `SensitivityCache`, for the prunable groups of `deps`.
+
+    Raises:
+      AnalysisCacheError: when the baseline or every group is missing.
+    """
+    curves, missing = {}, []
+    for group in deps.prunable_groups:
+        if all(cache.has(group.name, r) for r in cache.ratios):
+            curves[group.name] = DropCurve(cache.ratios,
+                                           [cache.drop(group.name, r) for r in cache.ratios])
+        else:
+            missing.append(group.name)
+    if cache.baseline is None or (missing and len(missing) == len(deps.prunable_groups)):
+        raise errors.AnalysisCacheError(
+            "The sensitivity analysis is incomplete (baseline or every group missing). Finish "
+            "it: run runner.ana(eval_fn) again, or run the remaining shards.")
+    if missing:
+        logging.getLogger("vai_optimizer_tf").warning(
+            "Groups without complete analysis are left unpruned: %s", missing)
+    return curves
 
 
 class RatioSearch:

@@ -1,0 +1,72 @@
+"""`export_saved_model`: a SavedModel for TF Serving, with `serving_default`."""
+
+import os
+
+import tensorflow as tf
+
+from vai_optimizer_tf.export import signature
+
+SERVING_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
+
+
+def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
+                       print_fn=print):
+    """Writes a SavedModel whose `serving_default` signature calls the model.
+
+    The signature takes one named tensor per model input (keyed by the Keras
+    input name, e.g. `image`) and returns a dict with one tensor per model
+    output (keyed by the output layer name, e.g. `logits`). Layers run in
+    inference mode (BatchNormalization uses its moving statistics, Dropout is
+    off). Check it the way TF Serving sees it:
+
+        saved_model_cli show --dir EXPORT_DIR --tag_set serve \\
+            --signature_def serving_default
+
+    The folder is also a Keras SavedModel: `tf_keras.models.load_model`
+    reads it back, and so does `vai_p_tf2 --model=EXPORT_DIR`.
+
+    Args:
+      model: A tf_keras model, typically the slim model.
+      export_dir: The SavedModel folder to write (TF Serving expects it under
+        a numeric version folder, e.g. `models/my_model/1`). Replaced if it
+        exists.
+      batch_size: `None` for a batch-size-polymorphic signature (`-1` in
+        `saved_model_cli`), or a fixed batch size. Defaults to `None`.
+      input_signature: Optional `tf.TensorSpec` (or list, one per input) for
+        inputs whose non-batch dimensions the model leaves undefined.
+        Defaults to the model's own input shapes.
+      print_fn: Where the signature summary goes; `None` is silent.
+        Defaults to `print`.
+
+    Returns:
+      The `ModelSignature` of `serving_default`.
+
+    Raises:
+      ValueError: for a bad `batch_size` or `input_signature`.
+      UnsupportedModelError: if `model` is not a built tf_keras model.
+
+    Example:
+
+    ```python
+    import tensorflow as tf
+    import tf_keras
+    from vai_optimizer_tf import export
+
+    inputs = tf_keras.Input((4,), name="features")
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(2, name="scores")(inputs))
+    sig = export.export_saved_model(model, "serving/1")
+    serve = tf.saved_model.load("serving/1").signatures["serving_default"]
+    print(serve(features=tf.ones((3, 4)))["scores"].shape)   # (3, 2)
+    ```
+    """
+    specs = signature.input_specs(model, batch_size, input_signature)
+    names = signature.output_names(model)
+    serve = signature.serving_function(model, specs).get_concrete_function()
+    export_dir = os.fspath(export_dir)
+    model.save(export_dir, save_format="tf", include_optimizer=False, overwrite=True,
+               signatures={SERVING_KEY: serve})
+    sig = signature.signature_of(specs, serve, names)
+    if print_fn is not None:
+        print_fn(f"SavedModel written to {export_dir}; signature {SERVING_KEY!r}:\n"
+                 f"{sig.describe()}")
+    return sig
