@@ -85,6 +85,8 @@ class IterativePruningRunner:
         self._deps = self._dependency_graph(frozenset())
         self._baseline_stats = None
         self._analyzer = Analyzer(self._adapter, self._deps, self._workspace)
+        self._flops_model = None
+        self._other_model = (None, None)
 
     # Groups -----------------------------------------------------------------
 
@@ -357,10 +359,18 @@ class IterativePruningRunner:
                                  "runner.prune() first.")
         return spec
 
+    def _adapter_of(self, model):
+        """A `TfKerasAdapter` of another model, reused while it is the same model."""
+        cached_model, adapter = self._other_model
+        if cached_model is not model:
+            adapter = TfKerasAdapter(model)
+            self._other_model = (model, adapter)
+        return adapter
+
     def _weights_from(self, model):
         if model is None:
             return None
-        other = TfKerasAdapter(model)
+        other = self._adapter_of(model)
         if other.graph.digest() != self.model_digest:
             raise ValueError(
                 f"Invalid `weights_from`: model {model.name!r} does not have the architecture "
@@ -423,7 +433,7 @@ class IterativePruningRunner:
         Raises:
           ValueError: if `model` is not a sparse model of this runner's model.
         """
-        other = TfKerasAdapter(model)
+        other = self._adapter_of(model)
         if other.graph.digest() != self.model_digest:
             raise ValueError(
                 f"Model {model.name!r} is not a sparse model of {self.graph.name!r}: its "
@@ -445,8 +455,15 @@ class IterativePruningRunner:
                 groups[group.name] = GroupSpec(group.width, 1 - len(channels) / group.width,
                                                channels, group.index)
         spec = PruningSpec(self.graph.name, self.model_digest, groups)
-        spec.metadata["flops_reduction"] = round(1 - self.stat(spec).flops / self.stat().flops, 6)
+        counts = {gid: len(channels) for gid, channels in kept.items()}
+        flops = self._width_flops()
+        spec.metadata["flops_reduction"] = round(1 - flops.total(counts) / flops.baseline, 6)
         return spec
+
+    def _width_flops(self):
+        if self._flops_model is None:
+            self._flops_model = WidthFlops(self._deps)
+        return self._flops_model
 
     def plan_widths(self, ratio, channel_divisible=1, excludes=None, upper_bounds=None,
                     use_analysis=None):
@@ -483,7 +500,8 @@ class IterativePruningRunner:
                     "runner.ana(eval_fn) first or pass use_analysis=False.")
             if cache is not None:
                 curves, max_ratio = drop_curves(cache, deps), max(cache.ratios)
-        search = RatioSearch(deps.prunable_groups, WidthFlops(deps), curves, channel_divisible,
+        flops = self._width_flops() if deps is self._deps else WidthFlops(deps)
+        search = RatioSearch(deps.prunable_groups, flops, curves, channel_divisible,
                              max_ratio=max_ratio, upper_bounds=upper_bounds)
         return search.for_flops_reduction(ratio)
 

@@ -20,7 +20,9 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
     picks the channels from the *current* weights with the criterion, and
     updates the model's channel masks. A channel once pruned stays pruned: the
     kept sets are nested. Masks hold between pruning steps without this
-    callback; it only drives the schedule.
+    callback; it only drives the schedule. With `steps_per_execution > 1` the
+    callback runs once per execution, and a pruning step inside an execution
+    is applied at its end.
 
     The step is `model.optimizer.iterations`, so training resumed from a
     checkpoint continues the schedule where it stopped, with the masks found
@@ -102,7 +104,10 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
             # slices are zero but the masks were rebuilt all ones.
             self._state.apply(self._state.kept_from_zero_weights())
         self._last_ratio = self.runner.spec_from_state(self._state).metadata["flops_reduction"]
-        self._last_step = -1
+        # A resumed model has handled the steps up to its optimizer's step count.
+        # A fresh one has handled none: step 0 counts at the first batch end.
+        resumed_at = self._step()
+        self._last_step = resumed_at if resumed_at > 0 else -1
         final = self.schedule.final_ratio()
         if not isinstance(final, numbers.Real) or not 0 <= final < 1:
             raise ValueError(f"The schedule's final ratio must be a float in [0, 1). "
@@ -123,13 +128,16 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
             self._maybe_prune(self._step(), force=True)
 
     def _maybe_prune(self, step, force=False):
-        if step == self._last_step:
+        if step <= self._last_step:
             return
+        # With steps_per_execution > 1 this sees every n-th step: count the ones between.
+        due = force or self.schedule.due(self._last_step, step)
         self._last_step = step
-        should_prune, ratio = self.schedule(step)
-        if not (should_prune or force) or ratio <= self._last_ratio + 1e-4:
+        if not due:
             return
-        self.prune_to(ratio)
+        ratio = self.schedule.ratio(step)
+        if ratio > self._last_ratio + 1e-4:
+            self.prune_to(ratio)
 
     def prune_to(self, ratio):
         """Prunes the model now to a FLOPs reduction of `ratio` (nested)."""

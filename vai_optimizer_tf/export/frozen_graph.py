@@ -86,9 +86,11 @@ def freeze(model, batch_size=None, input_signature=None):
     frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
     graph_def = frozen.graph.as_graph_def()
     taken = {node.name for node in graph_def.node}
-    outputs = frozen.structured_outputs
+    # Outputs come flat, in tf.nest order of the traced dict (sorted keys).
+    flat_names = tf.nest.flatten({name: name for name in names})
+    nodes = dict(zip(flat_names, (t.op.name for t in frozen.outputs)))
     for name in names:
-        node = outputs[name].op.name
+        node = nodes[name]
         if node == name:
             continue
         if name in taken:

@@ -2,6 +2,8 @@
 
 import os
 
+import tf_keras
+
 from vai_optimizer_tf.export import signature
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -47,5 +49,17 @@ def save_keras(model, path, include_optimizer=False):
                          f".hdf5. Received: path={path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    model.save(path, include_optimizer=include_optimizer, overwrite=True)
+    if path.lower().endswith(".keras"):
+        if not include_optimizer and getattr(model, "optimizer", None) is not None:
+            model = _without_optimizer(model)
+        model.save(path, overwrite=True)
+    else:
+        model.save(path, include_optimizer=include_optimizer, overwrite=True)
     return path
+
+
+def _without_optimizer(model):
+    """An uncompiled copy sharing nothing with `model`; the .keras format has no flag for it."""
+    clone = tf_keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

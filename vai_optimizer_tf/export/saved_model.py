@@ -28,8 +28,8 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
     Args:
       model: A tf_keras model, typically the slim model.
       export_dir: The SavedModel folder to write (TF Serving expects it under
-        a numeric version folder, e.g. `models/my_model/1`). Replaced if it
-        exists.
+        a numeric version folder, e.g. `models/my_model/1`). Files already
+        there are overwritten.
       batch_size: `None` for a batch-size-polymorphic signature (`-1` in
         `saved_model_cli`), or a fixed batch size. Defaults to `None`.
       input_signature: Optional `tf.TensorSpec` (or list, one per input) for
@@ -63,8 +63,14 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
     names = signature.output_names(model)
     serve = signature.serving_function(model, specs).get_concrete_function()
     export_dir = os.fspath(export_dir)
-    model.save(export_dir, save_format="tf", include_optimizer=False, overwrite=True,
-               signatures={SERVING_KEY: serve})
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # Keras warns about unbuilt compiled metrics while tracing
+    try:
+        model.save(export_dir, save_format="tf", include_optimizer=False, overwrite=True,
+                   signatures={SERVING_KEY: serve})
+    finally:
+        logger.setLevel(level)
     sig = signature.signature_of(specs, serve, names)
     if print_fn is not None:
         print_fn(f"SavedModel written to {export_dir}; signature {SERVING_KEY!r}:\n"

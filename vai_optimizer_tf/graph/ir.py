@@ -119,6 +119,7 @@ class Graph:
         self.outputs = tuple(outputs)
         self.output_names = tuple(output_names)
         self._by_name = {n.name: n for n in self.nodes}
+        self._digest = None
         self._producer = {}
         self._consumers = {t.id: [] for t in self.tensors}
         for node in self.nodes:
@@ -160,6 +161,8 @@ class Graph:
         `conv2d_3`); any change of layer class, config, connection or shape
         changes it.
         """
+        if self._digest is not None:
+            return self._digest
         items = []
         for node in self.nodes:
             config = {k: v for k, v in node.config.items() if k != "name"}
@@ -171,7 +174,8 @@ class Graph:
         shapes = [[t.id, [d if d is not None else -1 for d in t.shape]] for t in self.tensors]
         payload = json.dumps([items, shapes, list(self.inputs), list(self.outputs)],
                              sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        self._digest = hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return self._digest
 
     def __repr__(self):
         return f"Graph({self.name!r}, nodes={len(self.nodes)}, tensors={len(self.tensors)})"

@@ -17,7 +17,7 @@ from vai_optimizer_tf import errors
 
 from vai_optimizer_tf.planning.importance import kept_count
 
-_BISECTION_STEPS = 60
+_BISECTION_STEPS = 40
 _TOLERANCE = 0.005  # stop refining within half a percentage point of the target
 _MAX_GIVE_BACK_STEPS = 500
 # A tiny slope added to every curve makes flat stretches (groups whose metric

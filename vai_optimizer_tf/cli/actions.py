@@ -1,0 +1,205 @@
+"""The six actions of `vai_p_tf2`, each a function of the parsed flags."""
+
+import os
+
+import numpy as np
+
+from vai_optimizer_tf.cli.loading import (CliError, checked_metric, fit_to_model, input_signature,
+                                          load_callable, load_dataset, load_model)
+
+
+def _output_dir(flags):
+    folder = flags.output_dir or flags.workspace
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def _save(model, flags, file_name):
+    from vai_optimizer_tf import export  # pylint: disable=import-outside-toplevel
+    return export.save_keras(model, os.path.join(_output_dir(flags), file_name))
+
+
+def _runner(model, flags):
+    import vai_optimizer_tf as vot  # pylint: disable=import-outside-toplevel
+    return vot.IterativePruningRunner(model, input_signature(flags.input_shape, model),
+                                      workspace=flags.workspace)
+
+
+def _dataset_eval_fn(flags, model):
+    _, (x_test, y_test) = load_dataset(flags.dataset)
+    n = flags.eval_samples or len(x_test)
+    x, y = fit_to_model(x_test[:n], model), y_test[:n]
+
+    def accuracy(m):
+        return float(np.mean(np.argmax(m.predict(x, batch_size=256, verbose=0), -1) == y))
+
+    return accuracy, (x, y)
+
+
+def _user_eval_fn(flags):
+    """The checked --eval_fn, imported before the model is loaded (it may register layers)."""
+    if flags.eval_fn:
+        return checked_metric(load_callable(flags.eval_fn, "eval_fn"), "eval_fn")
+    return None
+
+
+def _eval_fn(flags, model, required, user_fn):
+    """The eval_fn from --eval_fn or --dataset, and labelled data if any."""
+    if user_fn is not None:
+        return user_fn, None
+    if flags.dataset:
+        fn, data = _dataset_eval_fn(flags, model)
+        return checked_metric(fn, "dataset"), data
+    if required:
+        raise CliError(f"--action={flags.action} needs --eval_fn=module:function or "
+                       f"--dataset={{example,fashion_mnist,mnist_5k}}.")
+    return None, None
+
+
+def ana(flags, log):
+    user_fn = _user_eval_fn(flags)
+    model = load_model(flags.model)
+    eval_fn, _ = _eval_fn(flags, model, True, user_fn)
+    try:
+        ratios = tuple(float(r) for r in flags.ana_ratios)
+    except ValueError as e:
+        raise CliError(f"--ana_ratios: expected comma-separated floats in (0, 1). "
+                       f"Received: {','.join(flags.ana_ratios)}") from e
+    runner = _runner(model, flags)
+    runner.ana(eval_fn, excludes=flags.excludes or None, forced=flags.forced, ratios=ratios,
+               mode=flags.metric_mode, criterion=flags.criterion)
+    log(f"analysis of {len(runner.prunable_groups)} groups saved in "
+        f"{os.path.join(flags.workspace, 'ana')}")
+
+
+def prune(flags, log):
+    model = load_model(flags.model)
+    if flags.ratio is None and flags.threshold is None and not flags.spec:
+        raise CliError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --threshold "
+                       "(largest metric drop, e.g. 0.01) or --spec (an existing spec).")
+    if flags.ratio is None and flags.threshold is None and not os.path.isfile(flags.spec):
+        raise CliError(f"--spec: no such file: {flags.spec!r} (without --ratio or --threshold, "
+                       "prune applies an existing spec).")
+    runner = _runner(model, flags)
+    sparse = runner.prune(ratio=flags.ratio, threshold=flags.threshold, spec_path=flags.spec,
+                          excludes=flags.excludes or None, criterion=flags.criterion,
+                          channel_divisible=flags.channel_divisible)
+    spec_path = runner.latest_spec_path()
+    runner.summary(spec_path, print_fn=log)
+    path = _save(sparse, flags, "sparse.keras")
+    log(f"sparse model saved to {path}; spec {spec_path}")
+
+
+def _compile_for_dataset(model, flags, x):
+    import tf_keras  # pylint: disable=import-outside-toplevel
+    probe = np.asarray(model.predict(x[:16], verbose=0))
+    is_probability = bool(np.all(probe >= 0) and np.allclose(probe.sum(-1), 1, atol=1e-3))
+    model.compile(tf_keras.optimizers.Adam(flags.learning_rate),
+                  tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not is_probability),
+                  metrics=["accuracy"])
+
+
+def finetune(flags, log):
+    train_fn = load_callable(flags.train_fn, "train_fn") if flags.train_fn else None
+    model = load_model(flags.model)
+    if train_fn is not None:
+        trained = train_fn(model)
+        if trained is not None and not hasattr(trained, "save"):
+            raise CliError(f"--train_fn: {getattr(train_fn, '__name__', 'train_fn')} returned "
+                           f"{type(trained).__name__}; return the trained model or None.")
+        model = trained if trained is not None else model
+    elif flags.dataset:
+        (x_train, y_train), _ = load_dataset(flags.dataset)
+        n = flags.train_samples or len(x_train)
+        x, y = fit_to_model(x_train[:n], model), y_train[:n]
+        _compile_for_dataset(model, flags, x)
+        model.fit(x, y, batch_size=flags.batch_size, epochs=flags.epochs, verbose=2)
+    else:
+        raise CliError("--action=finetune needs --train_fn=module:function or "
+                       "--dataset={example,fashion_mnist,mnist_5k}.")
+    path = _save(model, flags, "finetuned.keras")
+    log(f"fine-tuned model saved to {path}")
+
+
+def _max_difference(model, other):
+    """Largest output difference of two models on two random inputs, relative to the scale."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    rng = np.random.RandomState(0)
+    probe = [rng.rand(*(2,) + tuple(d or 8 for d in t.shape[1:])).astype(t.dtype.name)
+             for t in model.inputs]
+    probe = probe[0] if len(probe) == 1 else probe
+    ours = tf.nest.flatten(model(probe, training=False))
+    theirs = tf.nest.flatten(other(probe, training=False))
+    return max(float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(a)))))
+               for a, b in zip(ours, theirs))
+
+
+def transform(flags, log):
+    model = load_model(flags.model)
+    runner = _runner(model, flags)
+    spec = flags.spec or runner.latest_spec_path()
+    if not spec:
+        raise CliError(f"--action=transform needs --spec, or a spec saved by prune in "
+                       f"--workspace={flags.workspace!r}.")
+    if not os.path.isfile(spec):
+        raise CliError(f"--spec: no such file: {spec!r}")
+    slim = runner.get_slim_model(spec)
+    runner.summary(spec, print_fn=log)
+    difference = _max_difference(model, slim)
+    log(f"max |slim - input model| output difference on random inputs (relative): "
+        f"{difference:.2e}")
+    if difference > 1e-3:
+        log("warning: the input model's pruned channels are not all zero (was it trained "
+            "outside the sparse model?), so the slim model's outputs differ from it.")
+    path = _save(slim, flags, "slim.keras")
+    log(f"slim model saved to {path}")
+
+
+def stat(flags, log):
+    import vai_optimizer_tf as vot  # pylint: disable=import-outside-toplevel
+    model = load_model(flags.model)
+    signature = input_signature(flags.input_shape, model)
+    stats = vot.stat(model, signature)
+    log(stats.summary())
+    log(f"total: {stats.flops:,} FLOPs (1 multiply-add = 2 FLOPs), {stats.params:,} params")
+    if flags.spec:
+        if not os.path.isfile(flags.spec):
+            raise CliError(f"--spec: no such file: {flags.spec!r}")
+        _runner(model, flags).summary(flags.spec, print_fn=log)
+
+
+def export(flags, log):
+    from vai_optimizer_tf import export as export_lib  # pylint: disable=import-outside-toplevel
+    try:
+        formats = export_lib.check_formats(flags.formats)
+    except ValueError as e:
+        raise CliError(f"--formats: expected names from {', '.join(export_lib.FORMATS)}. "
+                       f"Received: {','.join(flags.formats)}") from e
+    lite = any(f.startswith("tflite") for f in formats)
+    user_fn = _user_eval_fn(flags) if lite else None
+    representative_fn = (load_callable(flags.representative_fn, "representative_fn")
+                         if flags.representative_fn and "tflite_int8" in formats else None)
+    model = load_model(flags.model)
+    eval_fn, labelled = _eval_fn(flags, model, False, user_fn) if lite else (None, None)
+    representative = None
+    if "tflite_int8" in formats:
+        if representative_fn is not None:
+            representative = representative_fn()
+        elif flags.dataset:
+            (x_train, _), _ = load_dataset(flags.dataset)
+            representative = fit_to_model(x_train[:200], model)
+        else:
+            raise CliError("--formats=tflite_int8 needs calibration data: "
+                           "--representative_fn=module:function or --dataset.")
+    paths = export_lib.export_model(
+        model, _output_dir(flags), formats, name=flags.output_name,
+        batch_size=flags.serving_batch_size,
+        input_signature=input_signature(flags.input_shape, model),
+        representative_data=representative,
+        eval_fn=eval_fn if labelled is None else None, validation_data=labelled, print_fn=log)
+    for fmt in formats:
+        log(f"{fmt}: {paths[fmt]}")
+
+
+ACTIONS = {"ana": ana, "prune": prune, "finetune": finetune, "transform": transform,
+           "stat": stat, "export": export}

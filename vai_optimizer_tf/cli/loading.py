@@ -1,0 +1,187 @@
+"""What `vai_p_tf2` reads: models, user functions, input shapes, example data.
+
+Every failure raises `CliError` with one line that says what is wrong and
+how to fix it.
+"""
+
+import importlib
+import importlib.util
+import math
+import numbers
+import os
+import sys
+
+import numpy as np
+
+
+class CliError(Exception):
+    """A user error: the message is printed as one line, without traceback."""
+
+
+def load_model(path):
+    """Loads a .keras/.h5 file or a Keras SavedModel folder with tf_keras.
+
+    Args:
+      path: The model path.
+
+    Returns:
+      The tf_keras model (compiled when it was saved compiled).
+
+    Raises:
+      CliError: if the path is missing or is not a loadable Keras model.
+    """
+    if not path:
+        raise CliError("--model is required: a .keras or .h5 file, or a Keras SavedModel "
+                       "folder.")
+    if not os.path.exists(path):
+        raise CliError(f"--model: no such file or folder: {path!r}")
+    is_saved_model = os.path.isdir(path)
+    if is_saved_model and not os.path.exists(os.path.join(path, "saved_model.pb")):
+        raise CliError(f"--model: folder {path!r} is not a SavedModel (no saved_model.pb).")
+    if not is_saved_model and not path.lower().endswith((".keras", ".h5", ".hdf5")):
+        raise CliError(f"--model: {path!r} is neither a .keras/.h5 file nor a SavedModel "
+                       "folder.")
+    import tf_keras  # pylint: disable=import-outside-toplevel
+    try:
+        model = tf_keras.models.load_model(path)
+    except Exception as e:  # Keras raises many types for a bad file; all mean "unloadable".
+        hint = ""
+        if "Unknown" in str(e) or "custom" in str(e):
+            hint = (" Register custom layers (keras.saving.register_keras_serializable) in the "
+                    "module you pass to --eval_fn or --train_fn.")
+        raise CliError(f"--model: cannot load {path!r} as a tf_keras model: "
+                       f"{type(e).__name__}: {one_line(e)}.{hint}") from e
+    if not isinstance(model, tf_keras.Model) or not getattr(model, "inputs", None):
+        raise CliError(f"--model: {path!r} loaded as {type(model).__name__}, not a Functional "
+                       "or Sequential tf_keras model.")
+    return model
+
+
+def one_line(error):
+    """An exception's message on one line."""
+    return " ".join(str(error).split())
+
+
+def load_callable(spec, flag):
+    """Imports `module:function` or `path/to/file.py:function`.
+
+    The current folder is searched first, as `python script.py` would.
+
+    Args:
+      spec: The flag value.
+      flag: The flag name, for messages.
+
+    Returns:
+      The callable.
+
+    Raises:
+      CliError: for a malformed value, an import error, or a missing or
+        non-callable attribute.
+    """
+    module_name, sep, attribute = (spec or "").rpartition(":")
+    if not sep or not module_name or not attribute:
+        raise CliError(f"--{flag}: expected module:function or path/to/file.py:function. "
+                       f"Received: {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        if module_name.endswith(".py"):
+            if not os.path.isfile(module_name):
+                raise CliError(f"--{flag}: no such file: {module_name!r}")
+            name = "vai_p_tf2_user_" + os.path.splitext(os.path.basename(module_name))[0]
+            file_spec = importlib.util.spec_from_file_location(name, module_name)
+            module = importlib.util.module_from_spec(file_spec)
+            sys.modules[name] = module
+            file_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except CliError:
+        raise
+    except Exception as e:  # the user's module may raise anything while importing
+        raise CliError(f"--{flag}: cannot import {module_name!r}: {type(e).__name__}: "
+                       f"{one_line(e)}") from e
+    function = getattr(module, attribute, None)
+    if function is None:
+        raise CliError(f"--{flag}: module {module_name!r} has no attribute {attribute!r}.")
+    if not callable(function):
+        raise CliError(f"--{flag}: {spec!r} is a {type(function).__name__}, not a function.")
+    return function
+
+
+def checked_metric(function, flag):
+    """Wraps an eval_fn so that a non-number result is a one-line `CliError`."""
+
+    def eval_fn(model):
+        value = function(model)
+        if hasattr(value, "numpy"):
+            value = value.numpy()
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(()).item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
+            raise CliError(f"--{flag}: {getattr(function, '__name__', 'eval_fn')} returned "
+                           f"{value!r} ({type(value).__name__}); it must return one finite "
+                           "number, e.g. the validation accuracy.")
+        return float(value)
+
+    eval_fn.__name__ = getattr(function, "__name__", "eval_fn")
+    return eval_fn
+
+
+def input_signature(shapes, model=None):
+    """`tf.TensorSpec`s from `--input_shape` values, or `None` when none are given.
+
+    Args:
+      shapes: Strings like `"1,224,224,3"`; `?` or `None` leave a dimension open.
+      model: Optional model whose input count and dtypes are used.
+
+    Returns:
+      A list of `tf.TensorSpec`, or `None`.
+
+    Raises:
+      CliError: for a malformed shape or a count that differs from the model's inputs.
+    """
+    if not shapes:
+        return None
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    specs = []
+    for text in shapes:
+        dims = []
+        for part in text.replace(" ", "").split(","):
+            if part in ("?", "None", "-1"):
+                dims.append(None)
+            elif part.isdigit() and int(part) > 0:
+                dims.append(int(part))
+            else:
+                raise CliError(f"--input_shape: expected comma-separated positive integers "
+                               f"(? for any), e.g. 1,224,224,3. Received: {text!r}")
+        specs.append(dims)
+    if model is not None and len(specs) != len(model.inputs):
+        raise CliError(f"--input_shape: the model has {len(model.inputs)} input(s) but "
+                       f"{len(specs)} shape(s) were given; repeat the flag once per input.")
+    dtypes = [t.dtype for t in model.inputs] if model is not None else [tf.float32] * len(specs)
+    return [tf.TensorSpec(dims, dtype) for dims, dtype in zip(specs, dtypes)]
+
+
+def load_dataset(name):
+    """`(x_train, y_train), (x_test, y_test)` of a built-in example dataset."""
+    from vai_optimizer_tf import datasets  # pylint: disable=import-outside-toplevel
+    try:
+        if name == "fashion_mnist":
+            return datasets.load_fashion_mnist()
+        if name == "mnist_5k":
+            return datasets.load_mnist_5k()
+        return datasets.load_example_dataset()[1]
+    except (ImportError, FileNotFoundError) as e:
+        raise CliError(f"--dataset={name}: {one_line(e)}") from e
+
+
+def fit_to_model(x, model):
+    """Reshapes 28x28x1 images to the model's single input shape, or raises."""
+    if len(model.inputs) != 1:
+        raise CliError("--dataset needs a model with one input.")
+    shape = tuple(model.inputs[0].shape[1:])
+    if None in shape or int(np.prod(shape)) != int(np.prod(x.shape[1:])):
+        raise CliError(f"--dataset: the example images are 28x28x1 but the model input is "
+                       f"{(None,) + shape}; pass your own --eval_fn/--train_fn instead.")
+    return x.reshape((-1,) + shape)
