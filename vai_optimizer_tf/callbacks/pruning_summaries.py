@@ -40,10 +40,12 @@ class ChannelPruningSummaries(tf_keras.callbacks.Callback):
         self.update_freq = update_freq
         self._writer = None
         self._state = None
+        self._last_step = 0
 
     def on_train_begin(self, logs=None):
         self._state = self.runner.mask_state(self.model)
         self._writer = tf.summary.create_file_writer(self.log_dir)
+        self._last_step = self._step()
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -53,7 +55,13 @@ class ChannelPruningSummaries(tf_keras.callbacks.Callback):
         return int(tf_keras.backend.get_value(self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.update_freq != "epoch" and self._step() % self.update_freq == 0:
+        if self.update_freq == "epoch":
+            return
+        # With steps_per_execution > 1 not every step is seen: write when one
+        # of the `update_freq` boundaries was crossed.
+        step, last = self._step(), self._last_step
+        self._last_step = step
+        if step // self.update_freq > last // self.update_freq:
             self.write()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -261,7 +261,9 @@ class TfKerasAdapter:
         objects = {}
         for layer in self._layers.values():
             cls = type(layer)
-            if not cls.__module__.startswith("tf_keras"):
+            # Public tf_keras layers deserialize by name; anything else (user
+            # layers, and private ones such as ConvNeXt's LayerScale) must be passed.
+            if getattr(tf_keras.layers, cls.__name__, None) is not cls:
                 objects[cls.__name__] = cls
                 objects[tf_keras.saving.get_registered_name(cls)] = cls
         return objects

@@ -43,7 +43,7 @@ def _conv(node):
     if groups > 1:
         return LayerSpec.barrier(
             f"grouped convolution {node.layer_path!r} (groups={groups}), whose channels "
-            "must shrink per group, which is not supported")
+            "must shrink per group, which is not supported").replace(flops=formulas.conv)
     return _fixed_if_softmax(_CONV, node)
 
 
@@ -94,16 +94,24 @@ def _batch_norm(node, rank):
                                      flops=formulas.batch_norm)
     if any(a % rank == rank - 1 for a in axes):
         return LayerSpec.barrier(f"BatchNormalization {node.layer_path!r} over axes {axes}, "
-                                 "which mixes the channel axis with others")
+                                 "which mixes the channel axis with others").replace(
+                                     flops=formulas.batch_norm)
     return LayerSpec.passthrough(flops=formulas.batch_norm)
 
 
-def _layer_norm(node, rank):
-    if _covers_channel_axis(node, node.config.get("axis", -1), rank):
-        return LayerSpec.barrier(
-            f"LayerNormalization {node.layer_path!r} over the channel axis, whose statistics "
-            "change when channels are removed")
-    return LayerSpec.passthrough()
+def _normalization_over_axes(kind, flops):
+    def entry(node, rank):
+        if _covers_channel_axis(node, node.config.get("axis", -1), rank):
+            return LayerSpec.barrier(
+                f"{kind} {node.layer_path!r} over the channel axis, whose statistics change "
+                "when channels are removed").replace(flops=flops)
+        return LayerSpec.passthrough(flops=flops)
+    entry.__name__ = f"_{kind}"
+    return entry
+
+
+_layer_norm = _normalization_over_axes("LayerNormalization", formulas.per_element(2))
+_unit_norm = _normalization_over_axes("UnitNormalization", None)
 
 
 def _group_norm(node, rank):
@@ -125,11 +133,12 @@ def _normalization(node, rank):
     axes = _axes(node.config.get("axis", -1))
     if node.config.get("mean") is not None:
         return LayerSpec.barrier(f"Normalization {node.layer_path!r} with a fixed `mean` "
-                                 "in its config")
+                                 "in its config").replace(flops=formulas.normalization)
     if axes == [-1] or (len(axes) == 1 and axes[0] % rank == rank - 1):
         return LayerSpec.passthrough(per_channel_weights={"mean": 0, "variance": 0},
                                      flops=formulas.normalization)
-    return LayerSpec.barrier(f"Normalization {node.layer_path!r} over axes {axes}")
+    return LayerSpec.barrier(f"Normalization {node.layer_path!r} over axes {axes}").replace(
+        flops=formulas.normalization)
 
 
 # Activations -----------------------------------------------------------------
@@ -137,14 +146,14 @@ def _normalization(node, rank):
 def _activation(node, rank):
     if _activation_name(node.config) in _SOFTMAX_ACTIVATIONS:
         return LayerSpec.barrier(f"softmax layer {node.layer_path!r}, which normalizes "
-                                 "across channels")
+                                 "across channels").replace(flops=formulas.activation)
     return LayerSpec.passthrough(flops=formulas.activation)
 
 
 def _softmax(node, rank):
     if _covers_channel_axis(node, node.config.get("axis", -1), rank):
         return LayerSpec.barrier(f"softmax layer {node.layer_path!r}, which normalizes "
-                                 "across channels")
+                                 "across channels").replace(flops=formulas.softmax)
     return LayerSpec.passthrough(flops=formulas.softmax)
 
 
@@ -238,7 +247,7 @@ REGISTRY.register(layers.PReLU, _with_rank(_prelu))
 REGISTRY.register(layers.BatchNormalization, _with_rank(_batch_norm))
 REGISTRY.register(layers.LayerNormalization, _with_rank(_layer_norm))
 REGISTRY.register(layers.GroupNormalization, _with_rank(_group_norm))
-REGISTRY.register(layers.UnitNormalization, _with_rank(_layer_norm))
+REGISTRY.register(layers.UnitNormalization, _with_rank(_unit_norm))
 REGISTRY.register(layers.Rescaling, _with_rank(_rescaling))
 REGISTRY.register(layers.Normalization, _with_rank(_normalization))
 

@@ -150,7 +150,7 @@ class DependencyGraph:
             if node.config.get("data_format") == "channels_first":
                 spec = registry_lib.LayerSpec.barrier(
                     f"layer {node.layer_path!r} uses data_format='channels_first'; only "
-                    "channels_last is supported")
+                    "channels_last is supported").replace(flops=spec.flops)
             self.specs[node.name] = spec
             in_layouts = [self.layouts.get(t) for t in node.inputs]
             out_layouts = self._apply(node, spec, in_layouts)

@@ -38,9 +38,16 @@ def _bias_and_activation(node, out_shapes):
     return bias + _activation_flops(node.config, out_shapes[0])
 
 
+def _channels_and_spatial(node, shape):
+    """(channels, spatial dims) of a shape, for either data format."""
+    if node.config.get("data_format") == "channels_first":
+        return shape[1], tuple(shape[2:])
+    return shape[-1], tuple(shape[1:-1])
+
+
 def _dilated_spatial(node, shape):
     dilation = node.config.get("dilation_rate") or 1
-    dims = shape[1:-1]
+    dims = _channels_and_spatial(node, shape)[1]
     if isinstance(dilation, int):
         dilation = (dilation,) * len(dims)
     # TF runs dilated convs as space-to-batch, which pads each dim to a multiple.
@@ -50,9 +57,10 @@ def _dilated_spatial(node, shape):
 def conv(node, in_shapes, out_shapes):
     """Conv1D/2D/3D, grouped convs included."""
     kernel = math.prod(node.config["kernel_size"])
-    cin = in_shapes[0][-1] // int(node.config.get("groups", 1) or 1)
+    cin = _channels_and_spatial(node, in_shapes[0])[0] // int(node.config.get("groups", 1) or 1)
+    cout = _channels_and_spatial(node, out_shapes[0])[0]
     positions = _dilated_spatial(node, out_shapes[0])
-    return 2 * kernel * cin * out_shapes[0][-1] * positions + _bias_and_activation(node, out_shapes)
+    return 2 * kernel * cin * cout * positions + _bias_and_activation(node, out_shapes)
 
 
 def conv_transpose(node, in_shapes, out_shapes):

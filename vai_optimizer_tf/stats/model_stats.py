@@ -1,6 +1,7 @@
 """FLOPs and parameter counts, per layer and in total."""
 
 import dataclasses
+import logging
 import math
 from typing import List
 
@@ -55,7 +56,7 @@ class ModelStats:
         return f"ModelStats(flops={self.flops:,}, params={self.params:,}, layers={len(self.layers)})"
 
 
-def compute_stats(deps, plan=None):
+def compute_stats(deps, plan=None, warn_unknown=False):
     """Counts FLOPs and params of the graph, pruned by `plan` if given.
 
     Analytic: nothing is built. With a `SlicePlan`, tensor and weight shapes
@@ -64,6 +65,8 @@ def compute_stats(deps, plan=None):
     Args:
       deps: A `DependencyGraph`.
       plan: Optional `SlicePlan`.
+      warn_unknown: Whether to log a warning naming the layers without a
+        registry entry, whose FLOPs count as 0. Defaults to `False`.
 
     Returns:
       A `ModelStats`.
@@ -91,6 +94,12 @@ def compute_stats(deps, plan=None):
                         "e.g. input_signature=tf.TensorSpec((1, 224, 224, 3)).")
             count = int(formula(node, in_shapes, out_shapes))
         flops[node.layer_path] = flops.get(node.layer_path, 0) + count
+    unknown = sorted({n.layer_path for n in graph.nodes
+                      if deps.registry.lookup(n.layer_class) is None})
+    if warn_unknown and unknown:
+        logging.getLogger("vai_optimizer_tf").warning(
+            "No FLOP formula for %s (no registry entry): counted as 0 FLOPs. Register them "
+            "with vai_optimizer_tf.register_layer(cls, LayerSpec(..., flops=fn)).", unknown)
     rows = []
     for path in graph.layer_paths():
         node = graph.nodes_of_layer(path)[0]
@@ -130,4 +139,4 @@ def stat(model, input_signature=None):
     from vai_optimizer_tf.graph.tf_keras_adapter import TfKerasAdapter
     from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
     adapter = TfKerasAdapter(model, input_signature)
-    return compute_stats(DependencyGraph(adapter.graph))
+    return compute_stats(DependencyGraph(adapter.graph), warn_unknown=True)
