@@ -1,0 +1,371 @@
+"""Specification: a sparse model keeps its pruned channels at zero through training.
+
+No callback is needed. Whatever trains the sparse model (`fit` with SGD
+momentum, Adam or AdamW weight decay, several steps per execution, mixed
+precision, a `MirroredStrategy`, or a hand-written `tf.GradientTape` loop), every
+pruned slice is still exactly zero afterwards, and the slim model built from the
+trained weights computes the same outputs. The masks survive `model.save` /
+`load_model` and `save_weights` / `load_weights`.
+
+The zero slices are read from the weights through a table written by hand for
+`gated_net` below, not through the library's own slice plan. The model has a
+sigmoid before its consumers (sigmoid(0) = 0.5), so a pruned channel still
+feeds a constant into `se_reduce` and `conv2`: their input slices get non-zero
+gradients and would drift back without masks, which `TestControl` checks.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import vai_optimizer_tf as vot
+from tests import model_utils
+
+L = keras.layers
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIRRORED_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mirrored_worker.py")
+TOLERANCE = 1e-5
+SPARSITY = 0.5
+
+
+def gated_net(seed=0):
+    """conv1 -> BN -> sigmoid -> squeeze-excite -> conv2 -> BN -> ReLU -> head.
+
+    Groups: `conv1` (producers conv1 and se_expand, carried by bn1, consumed by
+    se_reduce and conv2), `se_reduce`, and `conv2` (carried by bn2, consumed by
+    head).
+    """
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Activation("sigmoid", name="gate")(x)
+    se = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    se = L.Conv2D(4, 1, activation="relu", name="se_reduce")(se)
+    se = L.Conv2D(8, 1, activation="sigmoid", name="se_expand")(se)
+    x = L.Multiply(name="excite")([x, se])
+    x = L.Conv2D(8, 3, padding="same", name="conv2")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    x = L.ReLU(name="relu2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(4, name="head")(x)
+    return model_utils.randomize_batch_norm(keras.Model(inputs, outputs, name="gated"), seed)
+
+
+# Layer -> (weight attribute, axis, group whose pruned channels are zero along it).
+PRUNED_SLICES = {
+    "conv1": [("kernel", 3, "conv1"), ("bias", 0, "conv1")],
+    "bn1": [("gamma", 0, "conv1"), ("beta", 0, "conv1"),
+            ("moving_mean", 0, "conv1"), ("moving_variance", 0, "conv1")],
+    "se_reduce": [("kernel", 2, "conv1"), ("kernel", 3, "se_reduce"), ("bias", 0, "se_reduce")],
+    "se_expand": [("kernel", 2, "se_reduce"), ("kernel", 3, "conv1"), ("bias", 0, "conv1")],
+    "conv2": [("kernel", 2, "conv1"), ("kernel", 3, "conv2"), ("bias", 0, "conv2")],
+    "bn2": [("gamma", 0, "conv2"), ("beta", 0, "conv2"),
+            ("moving_mean", 0, "conv2"), ("moving_variance", 0, "conv2")],
+    "head": [("kernel", 0, "conv2")],
+}
+# Consumers' input slices: (layer, weight attribute, axis, group).
+CONSUMER_SLICES = [("se_reduce", "kernel", 2, "conv1"), ("conv2", "kernel", 2, "conv1"),
+                   ("head", "kernel", 0, "conv2")]
+OPTIMIZERS = {
+    "sgd_momentum": lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+    "adam": lambda: keras.optimizers.Adam(0.01),
+    "adamw_weight_decay": lambda: keras.optimizers.AdamW(0.01, weight_decay=0.1),
+}
+
+
+def pruned_channels(spec):
+    """Group name -> pruned channel indices, from the spec's kept lists."""
+    return {name: sorted(set(range(g.width)) - {int(k) for k in g.kept})
+            for name, g in spec.groups.items()}
+
+
+def slices(model, spec, which):
+    """`(label, values)` for each slice of `model`: `"pruned"` or `"kept"` channels."""
+    out = []
+    pruned = pruned_channels(spec)
+    for layer_name, entries in PRUNED_SLICES.items():
+        layer = model.get_layer(layer_name)
+        for attr, axis, group in entries:
+            value = np.asarray(getattr(layer, attr).numpy(), dtype=np.float64)
+            if which == "pruned":
+                index = pruned[group]
+            else:
+                index = sorted(set(range(value.shape[axis])) - set(pruned[group]))
+            out.append((f"{layer_name}.{attr}[axis {axis}]", np.take(value, index, axis=axis)))
+    return out
+
+
+def assert_pruned_slices_zero(model, spec):
+    nonzero = {label: float(np.max(np.abs(v))) for label, v in slices(model, spec, "pruned")
+               if np.any(v != 0)}
+    assert not nonzero, f"pruned slices are not exactly zero: {nonzero}"
+
+
+def assert_trained(model, before, spec):
+    """The kept slices moved: training really happened."""
+    after = dict(slices(model, spec, "kept"))
+    moved = [label for label, v in before if "moving" not in label
+             and not np.array_equal(v, after[label])]
+    assert len(moved) >= 10, f"training barely changed the kept weights: {moved}"
+
+
+def assert_slim_equals_sparse(runner, spec, sparse, x):
+    slim = runner.get_slim_model(spec, weights_from=sparse)
+    assert slim.count_params() < sparse.count_params()
+    assert model_utils.max_relative_difference(sparse, slim, x) <= TOLERANCE
+
+
+def training_data(n=32, seed=1):
+    rs = np.random.RandomState(seed)
+    return rs.uniform(-1, 1, (n, 8, 8, 3)).astype("float32"), rs.randint(0, 4, n)
+
+
+def loss_fn():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    return vot.IterativePruningRunner(gated_net(), workspace=str(tmp_path_factory.mktemp("ws")))
+
+
+@pytest.fixture(scope="module")
+def spec(runner):
+    spec = runner.uniform_spec(SPARSITY)
+    assert set(spec.groups) == {"conv1", "se_reduce", "conv2"}
+    return spec
+
+
+@pytest.fixture(scope="module")
+def data():
+    return training_data()
+
+
+def fit_sparse(runner, spec, data, optimizer, epochs=2, **compile_kwargs):
+    """Builds the sparse model, trains it with plain `fit`, checks it was really trained."""
+    sparse = runner.get_sparse_model(spec)
+    assert_pruned_slices_zero(sparse, spec)
+    before = slices(sparse, spec, "kept")
+    sparse.compile(optimizer, loss_fn(), **compile_kwargs)
+    x, y = data
+    sparse.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0)
+    assert_trained(sparse, before, spec)
+    return sparse
+
+
+class TestMasksHoldWithoutCallbacks:
+
+    @pytest.mark.parametrize("optimizer", OPTIMIZERS)
+    def test_optimizer_keeps_pruned_slices_zero_and_slim_equal(self, runner, spec, data,
+                                                               optimizer):
+        sparse = fit_sparse(runner, spec, data, OPTIMIZERS[optimizer]())
+
+        assert sparse.optimizer.iterations.numpy() == 8
+        assert_pruned_slices_zero(sparse, spec)
+        assert_slim_equals_sparse(runner, spec, sparse, data[0])
+
+    def test_steps_per_execution(self, runner, spec, data):
+        steps = []
+        record = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: steps.append(batch))
+        sparse = runner.get_sparse_model(spec)
+        sparse.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss_fn(), steps_per_execution=4)
+        x, y = data
+        sparse.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[record])
+
+        assert sparse.optimizer.iterations.numpy() == 8
+        assert len(steps) == 2  # Python saw one batch end per 4 steps
+        assert_pruned_slices_zero(sparse, spec)
+        assert_slim_equals_sparse(runner, spec, sparse, x)
+
+    def test_custom_gradient_tape_loop_needs_no_helper(self, runner, spec, data):
+        sparse = runner.get_sparse_model(spec)
+        before = slices(sparse, spec, "kept")
+        optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+        loss = loss_fn()
+
+        @tf.function
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                value = loss(y, sparse(x, training=True))
+            grads = tape.gradient(value, sparse.trainable_variables)
+            optimizer.apply_gradients(zip(grads, sparse.trainable_variables))
+
+        x, y = data
+        for _ in range(2):
+            for start in range(0, len(x), 8):
+                train_step(x[start:start + 8], y[start:start + 8])
+
+        assert optimizer.iterations.numpy() == 8
+        assert_trained(sparse, before, spec)
+        assert_pruned_slices_zero(sparse, spec)
+        assert_slim_equals_sparse(runner, spec, sparse, x)
+
+    def test_mixed_float16_policy(self, runner, spec, data, tmp_path):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            mixed_runner = vot.IterativePruningRunner(gated_net(), workspace=str(tmp_path))
+            mixed_spec = mixed_runner.uniform_spec(SPARSITY)
+            sparse = fit_sparse(mixed_runner, mixed_spec, data, keras.optimizers.Adam(0.01))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+        assert sparse.get_layer("conv2").compute_dtype == "float16"
+        assert isinstance(sparse.optimizer, keras.mixed_precision.LossScaleOptimizer)
+        assert_pruned_slices_zero(sparse, mixed_spec)
+        # Slim equivalence at float32: the trained weights in the float32 sparse model.
+        assert pruned_channels(mixed_spec) == pruned_channels(spec)
+        sparse32 = runner.get_sparse_model(spec)
+        sparse32.set_weights(sparse.get_weights())
+        assert_slim_equals_sparse(runner, spec, sparse32, data[0])
+
+    def test_mirrored_strategy_on_two_logical_cpus(self, runner, spec, data, tmp_path):
+        spec_path = spec.save(tmp_path / "spec.json")
+        weights_path = str(tmp_path / "trained.weights.h5")
+        result = subprocess.run([sys.executable, MIRRORED_WORKER, str(spec_path), weights_path],
+                                capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+
+        assert report == {"replicas": 2, "iterations": 8}
+        trained = runner.get_sparse_model(spec)
+        before = slices(trained, spec, "kept")
+        trained.load_weights(weights_path)
+        assert_trained(trained, before, spec)
+        assert_pruned_slices_zero(trained, spec)
+        assert_slim_equals_sparse(runner, spec, trained, data[0])
+
+
+class TestChannelMask:
+
+    def test_config_round_trip_keeps_kept_channels_and_inner_constraint(self):
+        mask = vot.ChannelMask((3, 3, 4, 6), [[3, [0, 2, 5]], [2, [1, 3]]],
+                               inner=keras.saving.serialize_keras_object(
+                                   keras.constraints.NonNeg()))
+        restored = keras.saving.deserialize_keras_object(
+            json.loads(json.dumps(keras.saving.serialize_keras_object(mask))))
+
+        assert isinstance(restored, vot.ChannelMask)
+        assert restored.get_config() == mask.get_config()
+        w = np.random.RandomState(0).normal(size=(3, 3, 4, 6)).astype("float32")
+        expected = np.maximum(w, 0)
+        expected[..., [1, 3, 4]] = 0
+        expected[:, :, [0, 2], :] = 0
+        np.testing.assert_array_equal(restored(tf.constant(w)).numpy(), expected)
+
+
+class TestControl:
+    """Without masks the same training brings the pruned slices back: the tests have teeth."""
+
+    @pytest.mark.parametrize("optimizer", OPTIMIZERS)
+    def test_plain_model_with_zeroed_weights_drifts(self, runner, spec, data, optimizer):
+        plain = gated_net()
+        plain.set_weights(runner.get_sparse_model(spec).get_weights())
+        assert all(getattr(v, "constraint", None) is None for v in plain.weights)
+        assert_pruned_slices_zero(plain, spec)
+        plain.compile(OPTIMIZERS[optimizer](), loss_fn())
+        x, y = data
+        plain.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+        pruned = pruned_channels(spec)
+        drifted = [name for name, attr, axis, group in CONSUMER_SLICES
+                   if np.any(np.take(getattr(plain.get_layer(name), attr).numpy(),
+                                     pruned[group], axis=axis) != 0)]
+        # After the sigmoid a pruned channel is 0.5, not 0: its consumers learn from it.
+        assert drifted == ["se_reduce", "conv2"]
+        assert model_utils.max_relative_difference(
+            plain, runner.get_slim_model(spec, weights_from=plain), x) > 1e-3
+
+
+def train_more(model, data, epochs=1):
+    x, y = data
+    model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def trained(runner, spec, data):
+    """A sparse model trained for one epoch (4 steps) with Adam."""
+    return fit_sparse(runner, spec, data, keras.optimizers.Adam(0.01), epochs=1)
+
+
+class TestSaveAndReload:
+
+    def test_keras_file_keeps_masks_through_more_training(self, runner, spec, data, trained,
+                                                          tmp_path):
+        path = str(tmp_path / "sparse.keras")
+        trained.save(path)
+        loaded = keras.models.load_model(path)
+        for a, b in zip(loaded.get_weights(), trained.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        before = slices(loaded, spec, "kept")
+
+        train_more(loaded, data)  # compiled state comes back with the file
+
+        assert loaded.optimizer.iterations.numpy() == 8
+        assert_trained(loaded, before, spec)
+        assert_pruned_slices_zero(loaded, spec)
+        assert_slim_equals_sparse(runner, spec, loaded, data[0])
+
+    @pytest.mark.parametrize("filename", ["ckpt/weights", "sparse.weights.h5"],
+                             ids=["tf_checkpoint", "weights_h5"])
+    def test_weights_into_fresh_sparse_model_keep_masks(self, runner, spec, data, trained,
+                                                        tmp_path, filename):
+        path = str(tmp_path / filename)
+        trained.save_weights(path)
+        fresh = runner.get_sparse_model(spec)
+        fresh.load_weights(path)
+        for a, b in zip(fresh.get_weights(), trained.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        before = slices(fresh, spec, "kept")
+        fresh.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss_fn())
+
+        train_more(fresh, data)
+
+        assert_trained(fresh, before, spec)
+        assert_pruned_slices_zero(fresh, spec)
+        assert_slim_equals_sparse(runner, spec, fresh, data[0])
+
+    def test_fresh_process_needs_the_library_imported(self, trained, data, tmp_path):
+        path = str(tmp_path / "sparse.keras")
+        trained.save(path)
+        x_path = str(tmp_path / "x.npy")
+        np.save(x_path, data[0])
+        with zipfile.ZipFile(path) as archive:
+            assert "ChannelMask" in archive.read("config.json").decode()
+
+        out_path = str(tmp_path / "y.npy")
+        without, with_library = _run_python_scripts(  # in parallel: each imports TensorFlow
+            f"import tf_keras; tf_keras.models.load_model({path!r})",
+            "import numpy as np, tf_keras, vai_optimizer_tf\n"
+            f"m = tf_keras.models.load_model({path!r})\n"
+            f"np.save({out_path!r}, m(np.load({x_path!r}), training=False).numpy())\n"
+            "print(type(m.get_layer('conv2').kernel.constraint).__name__)")
+
+        assert without.returncode != 0
+        assert "ChannelMask" in without.stderr
+        assert with_library.returncode == 0, with_library.stderr[-3000:]
+        assert with_library.stdout.split()[-1] == "ChannelMask"
+        np.testing.assert_allclose(np.load(out_path), model_utils.outputs(trained, data[0])[0],
+                                   rtol=0, atol=1e-6)
+
+
+def _run_python_scripts(*scripts):
+    """Runs each script in its own fresh Python process, all at once; returns their results."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    processes = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+                 for code in scripts]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode,
+                                                   stdout, stderr))
+    return results
