@@ -333,6 +333,23 @@ class TestSaveAndReload:
         assert_pruned_slices_zero(fresh, spec)
         assert_slim_equals_sparse(runner, spec, fresh, data[0])
 
+    def test_weights_into_a_sparse_model_of_another_spec_need_restore_masks(
+            self, runner, spec, data, trained, tmp_path):
+        path = str(tmp_path / "sparse.weights.h5")
+        trained.save_weights(path)
+        unpruned = runner.get_sparse_model(runner.uniform_spec(0.0))
+        unpruned.load_weights(path)
+        assert runner.spec_from_model(unpruned).groups == {}  # masks are not in weight files
+
+        restored = runner.restore_masks(unpruned)
+
+        for name, group in spec.groups.items():
+            np.testing.assert_array_equal(restored.groups[name].kept, group.kept)
+        unpruned.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss_fn())
+        train_more(unpruned, data)
+        assert_pruned_slices_zero(unpruned, spec)
+        assert_slim_equals_sparse(runner, spec, unpruned, data[0])
+
     def test_fresh_process_needs_the_library_imported(self, trained, data, tmp_path):
         path = str(tmp_path / "sparse.keras")
         trained.save(path)

@@ -441,6 +441,19 @@ class IterativePruningRunner:
                 "or runner.prune().")
         return MaskState(self._deps, other, model)
 
+    def restore_masks(self, model):
+        """Sets a sparse model's masks from its zero weights, and returns its spec.
+
+        Masks live in the model's config, not in weight files: after
+        `load_weights` into a sparse model built from another spec (or from
+        `uniform_spec(0.0)`), call this so the pruned channels are held at
+        zero again. A channel is pruned when all its producers' weights are
+        zero.
+        """
+        state = self.mask_state(model)
+        state.apply(state.kept_from_zero_weights())
+        return self.spec_from_state(state)
+
     def spec_from_model(self, model):
         """The `PruningSpec` a sparse model currently applies, read from its masks."""
         return self.spec_from_state(self.mask_state(model))

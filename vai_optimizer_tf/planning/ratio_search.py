@@ -127,10 +127,13 @@ class RatioSearch:
         best = self._kept_for(self.ratios_at(hi))
         reachable = self.reduction(best)
         if reachable < target:
+            limit = (f"up to the largest analysed ratio, {self.max_ratio:g}" if self.curves
+                     is not None else f"by up to {self.max_ratio:g} of its channels")
             raise ValueError(
                 f"A FLOPs reduction of {target:.1%} cannot be reached: pruning every prunable "
-                f"group as far as allowed (ratio {self.max_ratio:g}, analysed ratios) gives "
-                f"{reachable:.1%}. Lower `ratio`, analyse larger ratios, or remove excludes.")
+                f"group {limit} gives {reachable:.1%}. Lower the target"
+                + (", analyse larger ratios" if self.curves is not None else "")
+                + ", or remove excludes.")
         lo = 0.0
         for _ in range(_BISECTION_STEPS):
             mid = (lo + hi) / 2
