@@ -13,7 +13,7 @@ def randomize_batch_norm(model, seed=0):
     rs = np.random.RandomState(seed)
     ranges = {"gamma": (0.5, 1.5), "beta": (-0.2, 0.2), "moving_mean": (-0.2, 0.2),
               "moving_variance": (0.5, 1.5)}
-    for layer in _all_layers(model):
+    for layer in leaf_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             values = []
             for var, value in zip(layer.weights, layer.get_weights()):
@@ -24,12 +24,36 @@ def randomize_batch_norm(model, seed=0):
     return model
 
 
-def _all_layers(model):
+def leaf_layers(model):
+    """Every layer of `model`, nested models opened."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+            yield from leaf_layers(layer)
         else:
             yield layer
+
+
+# Initial values that are all zeros or ones hide slicing bugs; give them
+# random values in a range that keeps each weight's meaning (variances > 0).
+_RANDOM_RANGES = {"bias": (-0.5, 0.5), "beta": (-0.5, 0.5), "gamma": (0.5, 1.5),
+                  "alpha": (0.05, 0.5), "mean": (-0.3, 0.3), "variance": (0.5, 1.5)}
+
+
+def randomize_weights(model, seed=0):
+    """Random BN statistics, biases, scales and PReLU slopes, in place."""
+    randomize_batch_norm(model, seed)
+    rs = np.random.RandomState(seed + 1)
+    for layer in leaf_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization) or not layer.weights:
+            continue
+        values = []
+        for var, value in zip(layer.weights, layer.get_weights()):
+            bounds = _RANDOM_RANGES.get(var.name.split("/")[-1].split(":")[0])
+            if bounds is not None:
+                value = rs.uniform(*bounds, np.shape(value)).astype(value.dtype)
+            values.append(value)
+        layer.set_weights(values)
+    return model
 
 
 def random_inputs(model, batch=2, seed=0):

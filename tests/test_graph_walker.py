@@ -22,22 +22,7 @@ L = keras.layers
 TOLERANCE = 1e-5
 
 
-def _leaf_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
 
-
-def randomize_biases(model, seed=0):
-    """Random BN statistics and biases, in place: zeros would hide slicing bugs."""
-    model_utils.randomize_batch_norm(model, seed)
-    rs = np.random.RandomState(seed + 1)
-    for layer in _leaf_layers(model):
-        if getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
-            layer.bias.assign(rs.uniform(-0.5, 0.5, layer.bias.shape).astype("float32"))
-    return model
 
 
 def prune(model, sparsity=0.5, **spec_kwargs):
@@ -75,7 +60,7 @@ def conv_net(name="net"):
     x = L.Conv2D(8, 3, padding="same", name="conv_b")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)
     outputs = L.Dense(3, name="logits")(x)
-    return randomize_biases(keras.Model(inputs, outputs, name=name))
+    return model_utils.randomize_weights(keras.Model(inputs, outputs, name=name))
 
 
 # Model kinds ---------------------------------------------------------------------
@@ -90,7 +75,7 @@ def test_sequential_model():
         L.Flatten(name="flat"),
         L.Dense(3, name="logits"),
     ])
-    randomize_biases(model)
+    model_utils.randomize_weights(model)
     runner, _, _, slim = prune(model)
 
     assert group_of(runner, "conv_a").prunable and group_of(runner, "conv_a").members == ("bn",)
@@ -125,7 +110,7 @@ def test_nested_model_whose_input_channels_are_pruned(inner_kind):
     x = L.Conv2D(8, 1, name="stem")(inputs)
     x = inner(x)
     outputs = L.Conv2D(2, 1, name="head")(x)
-    model = randomize_biases(keras.Model(inputs, outputs))
+    model = model_utils.randomize_weights(keras.Model(inputs, outputs))
     runner, _, _, slim = prune(model)
 
     stem = group_of(runner, "stem")
@@ -144,7 +129,7 @@ def test_shared_layer_unites_the_groups_of_its_calls():
     shared = L.Conv2D(6, 3, padding="same", name="shared")
     x = L.Concatenate(name="concat")([shared(left), shared(right)])
     outputs = L.Conv2D(2, 1, name="head")(x)
-    model = randomize_biases(keras.Model(inputs, outputs))
+    model = model_utils.randomize_weights(keras.Model(inputs, outputs))
     runner, _, _, slim = prune(model)
 
     inputs_group = group_of(runner, "left")
@@ -165,7 +150,7 @@ def test_several_inputs_and_outputs():
     h = L.Dense(8, activation="relu", name="fc")(L.Concatenate(name="join")([features, m]))
     logits = L.Dense(3, name="logits")(h)
     segmentation = L.Conv2D(2, 1, name="seg")(x)
-    model = randomize_biases(keras.Model([image, meta], [logits, segmentation]))
+    model = model_utils.randomize_weights(keras.Model([image, meta], [logits, segmentation]))
     runner, _, _, slim = prune(model)
 
     assert set(group_of(runner, "conv").consumers) == {"fc", "seg"}
@@ -236,7 +221,7 @@ def test_slim_model_keeps_layer_names_and_io_shapes():
     x = L.ReLU(name="relu")(inner(x))
     pooled = L.GlobalMaxPooling2D(name="gmp")(x)
     outputs = [L.Dense(3, name="logits")(pooled), L.Conv2D(1, 1, name="mask")(x)]
-    model = randomize_biases(keras.Model(inputs, outputs, name="two_heads"))
+    model = model_utils.randomize_weights(keras.Model(inputs, outputs, name="two_heads"))
     _, _, sparse, slim = prune(model)
 
     assert layer_names(slim) == layer_names(model) == layer_names(sparse)
@@ -253,7 +238,7 @@ def test_slim_model_saves_and_reloads_without_custom_objects(tmp_path):
     inputs = keras.Input((4, 4, 3))
     x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
     x = tf.nn.relu(L.BatchNormalization(name="bn")(x))
-    model = randomize_biases(keras.Model(inputs, L.Dense(3, name="logits")(inner(x))))
+    model = model_utils.randomize_weights(keras.Model(inputs, L.Dense(3, name="logits")(inner(x))))
     _, _, _, slim = prune(model)
     path = str(tmp_path / "slim.keras")
 
@@ -303,7 +288,7 @@ def test_channel_divisible_rounds_kept_widths_to_multiples():
     x = L.Conv2D(24, 1, name="c24")(x)
     x = L.Conv2D(40, 1, name="c40")(x)
     outputs = L.Conv2D(2, 1, name="head")(x)
-    model = randomize_biases(keras.Model(inputs, outputs))
+    model = model_utils.randomize_weights(keras.Model(inputs, outputs))
     _, spec, _, slim = prune(model, channel_divisible=8)
 
     assert set(spec.groups) == {"c16", "c24", "c40"}

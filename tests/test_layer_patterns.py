@@ -25,35 +25,7 @@ L = keras.layers
 
 TOLERANCE = 1e-5
 
-# Initial values that are all zeros or ones hide slicing bugs; give them
-# random values in a range that keeps each weight's meaning (variances > 0).
-_RANDOM_RANGES = {"bias": (-0.5, 0.5), "beta": (-0.5, 0.5), "gamma": (0.5, 1.5),
-                  "alpha": (0.05, 0.5), "mean": (-0.3, 0.3), "variance": (0.5, 1.5)}
 
-
-def _all_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
-def randomize_weights(model, seed=0):
-    """Random BN statistics, biases, scales and PReLU slopes, in place."""
-    model_utils.randomize_batch_norm(model, seed)
-    rs = np.random.RandomState(seed + 1)
-    for layer in _all_layers(model):
-        if isinstance(layer, L.BatchNormalization) or not layer.weights:
-            continue
-        values = []
-        for var, value in zip(layer.weights, layer.get_weights()):
-            bounds = _RANDOM_RANGES.get(var.name.split("/")[-1].split(":")[0])
-            if bounds is not None:
-                value = rs.uniform(*bounds, np.shape(value)).astype(value.dtype)
-            values.append(value)
-        layer.set_weights(values)
-    return model
 
 
 def prune_and_compare(model, sparsity=0.5, expect_smaller=True, **spec_kwargs):
@@ -62,7 +34,7 @@ def prune_and_compare(model, sparsity=0.5, expect_smaller=True, **spec_kwargs):
     Returns:
       `(runner, spec, slim)`.
     """
-    randomize_weights(model)
+    model_utils.randomize_weights(model)
     runner = vot.IterativePruningRunner(model)
     spec = runner.uniform_spec(sparsity, **spec_kwargs)
     sparse = runner.get_sparse_model(spec)
