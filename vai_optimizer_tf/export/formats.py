@@ -23,6 +23,14 @@ def check_formats(formats):
 
     Raises:
       ValueError: for an empty list or an unknown name.
+
+    Example:
+
+    ```python
+    from vai_optimizer_tf import export
+
+    print(export.check_formats("keras,tflite,keras"))   # ['keras', 'tflite']
+    ```
     """
     if isinstance(formats, str):
         formats = [f.strip() for f in formats.split(",") if f.strip()]

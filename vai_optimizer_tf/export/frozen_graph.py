@@ -17,7 +17,6 @@ from google.protobuf import text_format
 from tensorflow.python.framework import convert_to_constants
 
 from vai_optimizer_tf.export import signature
-from vai_optimizer_tf.utils import atomic
 
 _VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp",
                            "AssignVariableOp", "ResourceGather"})
@@ -79,6 +78,18 @@ def freeze(model, batch_size=None, input_signature=None):
     Raises:
       ValueError: for a bad `batch_size` or `input_signature`.
       RuntimeError: if a variable survives freezing.
+
+    Example:
+
+    ```python
+    import tf_keras
+    from vai_optimizer_tf import export
+
+    inputs = tf_keras.Input((4,), name="features")
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(2, name="scores")(inputs))
+    graph_def, sig = export.freeze(model, batch_size=1)
+    print(sig.describe())   # input  features: float32[1,4] / output scores: float32[1,2]
+    ```
     """
     specs = signature.input_specs(model, batch_size, input_signature)
     names = signature.output_names(model)
@@ -111,12 +122,16 @@ def freeze(model, batch_size=None, input_signature=None):
 
 
 def _write_bytes_atomic(path, data):
+    """Writes through a temporary file and a rename, readable as a plain `open()` file is."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a server may run as another user
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -184,7 +199,7 @@ def export_frozen_graph(model, path, as_text=False, batch_size=None, input_signa
     text_path = None
     if as_text:
         text_path = path[:-len(".pb")] + ".pbtxt"
-        atomic.write_text_atomic(text_path, text_format.MessageToString(graph_def))
+        _write_bytes_atomic(text_path, text_format.MessageToString(graph_def).encode())
     result = FrozenGraph(path, text_path, sig, graph_def)
     if print_fn is not None:
         print_fn(result.describe())

@@ -1,5 +1,7 @@
 """`save_keras`: the slim model as a `.keras` (or legacy `.h5`) file."""
 
+import json
+import logging
 import os
 
 import tf_keras
@@ -7,14 +9,17 @@ import tf_keras
 from vai_optimizer_tf.export import signature
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+logger = logging.getLogger("vai_optimizer_tf")
 
 
-def save_keras(model, path, include_optimizer=False):
+def save_keras(model, path, include_optimizer=False, sparse_ok=False):
     """Saves a model as `.keras` (the Keras v3 zip) or `.h5` (HDF5).
 
     The slim model is a plain tf_keras model, so the file reloads with
     `tf_keras.models.load_model(path)` and no `custom_objects` (unless the
-    source model had custom layers of its own). The format follows the
+    source model had custom layers of its own). A sparse model is saved too,
+    with a warning: its channel masks are vai_optimizer_tf objects, so its
+    file loads only where the library is imported. The format follows the
     suffix; `.h5` is for older pipelines that expect HDF5.
 
     Args:
@@ -23,6 +28,8 @@ def save_keras(model, path, include_optimizer=False):
         is created if missing; an existing file is replaced.
       include_optimizer: Also save the optimizer state of a compiled model.
         Defaults to `False`: a deployed model does not need it.
+      sparse_ok: Save a sparse model without the warning, e.g. to fine-tune
+        it in another process. Defaults to `False`.
 
     Returns:
       `path`.
@@ -47,6 +54,13 @@ def save_keras(model, path, include_optimizer=False):
     if not path.lower().endswith(KERAS_SUFFIXES):
         raise ValueError(f"Invalid `path`: expected a file name ending in .keras, .h5 or "
                          f".hdf5. Received: path={path!r}")
+    library_layers = [] if sparse_ok else _layers_using_the_library(model)
+    if library_layers:
+        logger.warning(
+            "Model %r carries vai_optimizer_tf objects in layers %s (the channel masks of a "
+            "sparse model), so %s loads only after `import vai_optimizer_tf`. For deployment, "
+            "save the slim model: runner.get_slim_model(weights_from=sparse_model).",
+            model.name, library_layers[:5], path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if path.lower().endswith(".keras"):
@@ -56,6 +70,12 @@ def save_keras(model, path, include_optimizer=False):
     else:
         model.save(path, include_optimizer=include_optimizer, overwrite=True)
     return path
+
+
+def _layers_using_the_library(model):
+    """Names of layers whose config refers to a vai_optimizer_tf class."""
+    return [layer.name for layer in model.layers
+            if "vai_optimizer_tf" in json.dumps(layer.get_config(), default=str)]
 
 
 def _without_optimizer(model):

@@ -53,6 +53,16 @@ def representative_dataset(data, num_samples=100):
 
     Raises:
       ValueError: for data of another kind or with no examples.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from vai_optimizer_tf import export
+
+    generate = export.representative_dataset(np.zeros((500, 28, 28, 1)), num_samples=10)
+    print(sum(1 for _ in generate()))   # 10 single-example batches
+    ```
     """
     if callable(data) and not isinstance(data, tf.data.Dataset):
         return data
@@ -111,6 +121,17 @@ def convert_to_tflite(model, quantization="float", representative_data=None,
     Raises:
       ValueError: for an unknown `quantization`, or `"int8"` without
         `representative_data`.
+
+    Example:
+
+    ```python
+    import tf_keras
+    from vai_optimizer_tf import export
+
+    model = tf_keras.Sequential([tf_keras.Input((4,), name="features"),
+                                 tf_keras.layers.Dense(2, name="scores")])
+    flatbuffer = export.convert_to_tflite(model)   # bytes, ready for a .tflite file
+    ```
     """
     _check_quantization(quantization)
     if quantization == "int8" and representative_data is None:

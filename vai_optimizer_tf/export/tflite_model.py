@@ -17,7 +17,8 @@ import tensorflow as tf
 def _interpreter_class():
     """The LiteRT interpreter when installed, else TensorFlow's (deprecated) one."""
     try:
-        from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+        # pylint: disable-next=import-outside-toplevel
+        from ai_edge_litert.interpreter import Interpreter
         return Interpreter
     except ImportError:
         return tf.lite.Interpreter
