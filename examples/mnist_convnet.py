@@ -106,7 +106,10 @@ def main():
     _, sparse_acc = sparse.evaluate(x_test, y_test, verbose=0)
 
     runner = vot.IterativePruningRunner(model, workspace=workspace)
-    slim = compile_model(runner.get_slim_model())
+    slim = runner.get_slim_model()
+    slim_path = os.path.join(args.output_dir, "slim.keras")
+    slim.save(slim_path)  # before compiling: the file holds no optimizer state
+    compile_model(slim)
     _, slim_acc = slim.evaluate(x_test, y_test, verbose=0)
     diff = np.max(np.abs(sparse.predict(x_test[:512], verbose=0)
                          - slim.predict(x_test[:512], verbose=0)))
@@ -117,8 +120,6 @@ def main():
     stats = [vot.stat(m) for m in (baseline, sparse, slim)]
     with tempfile.TemporaryDirectory() as tmp:
         sizes = [saved_size_kb(m, tmp) for m in (baseline, sparse, slim)]
-    slim_path = os.path.join(args.output_dir, "slim.keras")
-    slim.save(slim_path)
 
     print(f"\nResults ({name} test set, iterative pruning to "
           f"{args.ratios[-1]:.0%} fewer FLOPs, {args.finetune_epochs} fine-tuning epochs per step):")
