@@ -96,6 +96,7 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
         self._state = None
         self._last_ratio = 0.0
         self._last_step = -1
+        self._epoch_start = 0
 
     def on_train_begin(self, logs=None):
         self._state = self.runner.mask_state(self.model)
@@ -108,6 +109,7 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
         # A fresh one has handled none: step 0 counts at the first batch end.
         resumed_at = self._step()
         self._last_step = resumed_at if resumed_at > 0 else -1
+        self._epoch_start = resumed_at
         final = self.schedule.final_ratio()
         if not isinstance(final, numbers.Real) or not 0 <= final < 1:
             raise ValueError(f"The schedule's final ratio must be a float in [0, 1). "
@@ -119,9 +121,14 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
     def _step(self):
         return int(tf_keras.backend.get_value(self.model.optimizer.iterations))
 
+    def on_epoch_begin(self, epoch, logs=None):
+        # Read the step once per epoch; batch ends count from it, so no batch
+        # waits on a device read of the optimizer's step counter.
+        self._epoch_start = self._step()
+
     def on_train_batch_end(self, batch, logs=None):
         if self.update_freq == "step":
-            self._maybe_prune(self._step())
+            self._maybe_prune(self._epoch_start + batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.update_freq == "epoch":
