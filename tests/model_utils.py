@@ -77,3 +77,15 @@ def max_relative_difference(model_a, model_b, x):
             raise AssertionError(f"output shapes differ: {a.shape} vs {b.shape}")
         worst = max(worst, float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12)))
     return worst
+
+
+def prune_checked(model, sparsity=0.5, tolerance=1e-5, **spec_kwargs):
+    """`(runner, spec, sparse, slim)` for a uniform spec, after checking slim == sparse."""
+    import vai_optimizer_tf as vot
+
+    runner = vot.IterativePruningRunner(model)
+    spec = runner.uniform_spec(sparsity, **spec_kwargs)
+    sparse = runner.get_sparse_model(spec)
+    slim = runner.get_slim_model(spec)
+    assert max_relative_difference(sparse, slim, random_inputs(model)) < tolerance
+    return runner, spec, sparse, slim

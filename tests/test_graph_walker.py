@@ -27,13 +27,7 @@ TOLERANCE = 1e-5
 
 def prune(model, sparsity=0.5, **spec_kwargs):
     """`(runner, spec, sparse, slim)` for a uniform spec, after checking slim == sparse."""
-    runner = vot.IterativePruningRunner(model)
-    spec = runner.uniform_spec(sparsity, **spec_kwargs)
-    sparse = runner.get_sparse_model(spec)
-    slim = runner.get_slim_model(spec)
-    x = model_utils.random_inputs(model)
-    assert model_utils.max_relative_difference(sparse, slim, x) < TOLERANCE
-    return runner, spec, sparse, slim
+    return model_utils.prune_checked(model, sparsity, TOLERANCE, **spec_kwargs)
 
 
 def group_of(runner, producer):

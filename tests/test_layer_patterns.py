@@ -35,12 +35,7 @@ def prune_and_compare(model, sparsity=0.5, expect_smaller=True, **spec_kwargs):
       `(runner, spec, slim)`.
     """
     model_utils.randomize_weights(model)
-    runner = vot.IterativePruningRunner(model)
-    spec = runner.uniform_spec(sparsity, **spec_kwargs)
-    sparse = runner.get_sparse_model(spec)
-    slim = runner.get_slim_model(spec)
-    x = model_utils.random_inputs(model)
-    assert model_utils.max_relative_difference(sparse, slim, x) < TOLERANCE
+    runner, spec, _, slim = model_utils.prune_checked(model, sparsity, TOLERANCE, **spec_kwargs)
     if expect_smaller:
         assert slim.count_params() < model.count_params()
     else:
