@@ -15,3 +15,27 @@ tf.get_logger().setLevel("ERROR")
 def _seed():
     np.random.seed(0)
     tf.random.set_seed(0)
+
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What running the suite may create in the checkout: caches and the venv (all in .gitignore).
+_IGNORED_DIRS = {".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "build", "dist"}
+
+
+def _source_files():
+    files = set()
+    for folder, dirs, names in os.walk(_REPO):
+        dirs[:] = [d for d in dirs if d not in _IGNORED_DIRS and not d.endswith(".egg-info")]
+        files.update(os.path.relpath(os.path.join(folder, n), _REPO) for n in names
+                     if not n.endswith(".pyc"))
+    return files
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _source_tree_stays_clean():
+    """Fails the run if a test wrote into the checkout: tests write under tmp_path only."""
+    before = _source_files()
+    yield
+    written = sorted(_source_files() - before)
+    assert not written, (f"The test run wrote {len(written)} file(s) into the source tree: "
+                         f"{written[:10]}. Tests must write under tmp_path.")

@@ -98,6 +98,102 @@ class TestSpecFile:
         with pytest.raises(vot.SpecFormatError, match="conv_a"):
             vot.PruningSpec.from_json(data)
 
+    def test_binary_file_is_reported_with_its_name(self, runner, tmp_path):
+        path = tmp_path / "spec.json"
+        path.write_bytes(bytes(range(256)))
+        with pytest.raises(vot.SpecFormatError, match="spec.json.*not valid JSON text"):
+            runner.get_slim_model(str(path))
+
+    @pytest.mark.parametrize("field, value, message", [
+        ("groups", [], "field `groups` must be an object"),
+        ("model_digest", 7, "field `model_digest` must be a string"),
+        ("channel_divisible", 0, "field `channel_divisible` must be an integer >= 1"),
+        ("metadata", [], "field `metadata` must be an object"),
+    ])
+    def test_malformed_top_level_field_is_named(self, runner, tmp_path, field, value, message):
+        data = runner.uniform_spec(0.5).to_json()
+        data[field] = value
+        path = tmp_path / "spec.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(vot.SpecFormatError, match=f"spec.json.*{message}"):
+            vot.PruningSpec.load(path)
+
+    @pytest.mark.parametrize("field, value, message", [
+        ("kept", [0.5, 1.7], "groups.conv_a.kept` must be a non-empty list of integer"),
+        ("kept", [True, 2], "groups.conv_a.kept` must be a non-empty list of integer"),
+        ("kept", [], "groups.conv_a.kept` must be a non-empty list of integer"),
+        ("kept", [3, 1], "groups.conv_a.kept` must be sorted, distinct"),
+        ("width", "8", "groups.conv_a.width` must be an integer"),
+        ("width", 8.0, "groups.conv_a.width` must be an integer"),
+        ("ratio", 2, "groups.conv_a.ratio` must be a number in"),
+        ("index", -1, "groups.conv_a.index` must be an integer >= 0"),
+        ("index", 0.0, "groups.conv_a.index` must be an integer >= 0"),
+    ])
+    def test_malformed_group_field_is_named(self, runner, tmp_path, field, value, message):
+        data = runner.uniform_spec(0.5).to_json()
+        data["groups"]["conv_a"][field] = value
+        path = tmp_path / "spec.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(vot.SpecFormatError, match=f"spec.json.*{message}"):
+            vot.PruningSpec.load(path)
+
+    def test_group_that_is_not_an_object_is_named(self, runner):
+        data = runner.uniform_spec(0.5).to_json()
+        data["groups"]["conv_a"] = [0, 1]
+        with pytest.raises(vot.SpecFormatError, match="field `groups.conv_a` must be an object"):
+            vot.PruningSpec.from_json(data)
+
+    def test_swapped_group_indices_are_refused(self, runner, tmp_path):
+        data = runner.uniform_spec(0.5).to_json()
+        a, c = data["groups"]["conv_a"], data["groups"]["conv_c"]
+        assert a["width"] != c["width"]  # caught as swapped, before any width check
+        a["index"], c["index"] = c["index"], a["index"]
+        path = tmp_path / "spec.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(vot.SpecFormatError, match="groups.conv_a.index.*look swapped"):
+            runner.get_sparse_model(str(path))
+
+    def test_swapped_indices_of_groups_of_equal_width_are_refused(self, tmp_path):
+        x = keras.Input((6, 6, 3))
+        y = keras.layers.Conv2D(4, 3, padding="same", name="first")(x)
+        y = keras.layers.Conv2D(4, 3, padding="same", name="second")(y)
+        y = keras.layers.GlobalAveragePooling2D()(y)
+        runner = vot.IterativePruningRunner(keras.Model(x, keras.layers.Dense(2)(y)))
+        data = runner.uniform_spec(0.5).to_json()
+        data["groups"]["first"]["kept"] = [0, 1]
+        data["groups"]["second"]["kept"] = [2, 3]
+        first, second = data["groups"]["first"], data["groups"]["second"]
+        first["index"], second["index"] = second["index"], first["index"]
+        path = tmp_path / "spec.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(vot.SpecFormatError, match="look swapped"):
+            runner.get_slim_model(str(path))
+
+    def test_duplicate_group_index_is_refused(self, runner):
+        data = runner.uniform_spec(0.5).to_json()
+        data["groups"]["conv_c"]["index"] = data["groups"]["conv_a"]["index"]
+        with pytest.raises(vot.SpecFormatError, match="groups.conv_c.index"):
+            vot.PruningSpec.from_json(data)
+
+    def test_out_of_range_group_index_is_refused(self, runner):
+        data = runner.uniform_spec(0.5).to_json()
+        data["groups"]["conv_a"]["index"] = 99
+        with pytest.raises(vot.SpecFormatError, match="groups.conv_a.index` is 99"):
+            runner.get_slim_model(vot.PruningSpec.from_json(data))
+
+    def test_another_models_spec_leaves_the_latest_pointer_alone(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=tmp_path / "ws")
+        ours = runner.uniform_spec(0.5).save(tmp_path / "ours.json")
+        runner.prune(spec_path=ours)
+        other = vot.IterativePruningRunner(
+            keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.Conv2D(2, 3)], name="other"))
+        theirs = other.uniform_spec(0.5).save(tmp_path / "theirs.json")
+        with pytest.raises(vot.SpecMismatchError):
+            runner.prune(spec_path=theirs)
+        assert os.path.samefile(runner.latest_spec_path(), ours)
+        runner.get_slim_model()  # still works from the pointer
+
     def test_wrong_argument_type(self, runner):
         with pytest.raises(TypeError, match="PruningSpec or the path"):
             runner.get_sparse_model(42)

@@ -226,8 +226,9 @@ class IterativePruningRunner:
         if ratio is None and threshold is None:
             if spec_path is not None and os.path.exists(spec_path):
                 spec = PruningSpec.load(spec_path)
+                model = self._build(spec, mode)  # checks the spec before any pointer moves
                 self._workspace.set_latest_spec(spec_path)
-                return self._build(spec, mode)
+                return model
             raise ValueError("Pass either `ratio` (the FLOPs reduction, e.g. ratio=0.5) or "
                              "`threshold` (the largest metric drop per group, e.g. 0.01). "
                              "Received: ratio=None, threshold=None")
@@ -263,11 +264,12 @@ class IterativePruningRunner:
         if spec_path is None:
             label = f"ratio-{ratio:.2f}" if ratio is not None else f"threshold-{threshold:g}"
             spec_path = self._workspace.spec_path(self.graph.name, label)
+        model = self._build(spec, mode)
         spec.save(spec_path)
         self._workspace.set_latest_spec(spec_path)
         logger.info("Pruning spec saved to %s (FLOPs reduction %.2f%%)", spec_path,
                     100 * spec.metadata["flops_reduction"])
-        return self._build(spec, mode)
+        return model
 
     def _record_metadata(self, spec, cache, ratio, threshold, seconds):
         baseline, pruned = self.stat(), self.stat(spec)
