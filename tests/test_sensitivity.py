@@ -327,7 +327,11 @@ class TestPrune:
         lines = []
         runner.summary(print_fn=lines.append)
         text = "\n".join(lines)
-        assert "FLOPs" in text and "params" in text and "expand" in text and "->" in text
+        spec = vot.PruningSpec.load(runner.latest_spec_path())
+        assert "FLOPs" in text and "params" in text and "->" in text
+        for name, group in spec.groups.items():
+            assert f"{name:<{max(map(len, spec.groups))}}  {group.width:>6} -> " \
+                   f"{len(group.kept):>6}" in text
 
     def test_existing_spec_path_is_applied(self, model, analysed, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=analysed)

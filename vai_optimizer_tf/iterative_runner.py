@@ -16,6 +16,7 @@ from vai_optimizer_tf.masks.mask_state import MaskState
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.masks.sparse_model import build_sparse_model
 from vai_optimizer_tf.planning import importance
+from vai_optimizer_tf.planning.flops_plan import plan_flops_reduction
 from vai_optimizer_tf.planning.ratio_search import RatioSearch, drop_curves
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec, as_spec
 from vai_optimizer_tf.planning.spec_builder import build_spec
@@ -188,10 +189,16 @@ class IterativePruningRunner:
               channel_divisible=1, mode="sparse"):
         """Prunes to a FLOPs target or a metric-drop threshold, and saves the spec.
 
-        Per-group ratios come from the sensitivity analysis (`ana`), found in
-        memory or in the workspace. FLOPs are counted analytically, with the
-        `channel_divisible` rounding applied inside the search, so the slim
-        model's reduction is within about one percentage point of `ratio`.
+        Per-group widths come from the sensitivity analysis (`ana`), found in
+        memory or in the workspace. For a `ratio`, the FLOPs that must go are
+        taken where each FLOP costs the least predicted metric drop (a
+        greedy knapsack over each group's width staircase), so a group whose
+        channels buy few FLOPs is cut only when nothing cheaper is left, and
+        no group is cut further than the target needs. FLOPs are counted
+        analytically with the `channel_divisible` rounding applied, so the
+        slim model's reduction is within one point of `ratio` whenever the
+        rounding steps allow it; otherwise the closest plan is kept and a
+        `UserWarning` names the reduction reached (see `summary()`).
         Iterative pruning: when this runner's model holds the fine-tuned
         weights of the latest spec's sparse model, the analysis of the
         original baseline is reused and the channels pruned before stay
@@ -254,10 +261,13 @@ class IterativePruningRunner:
                 "runner.uniform_spec(sparsity).")
         curves = drop_curves(cache, deps)
         upper = {n: len(g.kept) for n, g in previous.groups.items()} if previous else None
-        search = RatioSearch(deps.prunable_groups, WidthFlops(deps), curves, channel_divisible,
-                             max_ratio=max(cache.ratios), upper_bounds=upper)
-        kept = (search.for_flops_reduction(ratio) if ratio is not None
-                else search.for_threshold(float(threshold)))
+        if ratio is not None:
+            kept = plan_flops_reduction(deps.prunable_groups, WidthFlops(deps), ratio, curves,
+                                        channel_divisible, max(cache.ratios), upper).kept
+        else:
+            kept = RatioSearch(deps.prunable_groups, WidthFlops(deps), curves, channel_divisible,
+                               max_ratio=max(cache.ratios),
+                               upper_bounds=upper).for_threshold(float(threshold))
         spec = build_spec(deps, self._adapter.all_weights(), kept, criterion, channel_divisible,
                           self.graph.name, self.model_digest, previous)
         self._record_metadata(spec, cache, ratio, threshold, time.time() - start)
@@ -481,7 +491,7 @@ class IterativePruningRunner:
         return self._flops_model
 
     def plan_widths(self, ratio, channel_divisible=1, excludes=None, upper_bounds=None,
-                    use_analysis=None):
+                    use_analysis=None, warn=True):
         """Kept widths per group for a FLOPs reduction `ratio`, without building anything.
 
         Args:
@@ -492,6 +502,8 @@ class IterativePruningRunner:
           use_analysis: `True` to require the sensitivity analysis, `False` to
             prune all groups by the same fraction, `None` to use the analysis
             when the workspace has one for these weights. Defaults to `None`.
+          warn: Whether to warn (`UserWarning`) when `channel_divisible` makes
+            the target unreachable within one point. Defaults to `True`.
 
         Returns:
           Group name -> kept width.
@@ -516,9 +528,8 @@ class IterativePruningRunner:
             if cache is not None:
                 curves, max_ratio = drop_curves(cache, deps), max(cache.ratios)
         flops = self._width_flops() if deps is self._deps else WidthFlops(deps)
-        search = RatioSearch(deps.prunable_groups, flops, curves, channel_divisible,
-                             max_ratio=max_ratio, upper_bounds=upper_bounds)
-        return search.for_flops_reduction(ratio)
+        return plan_flops_reduction(deps.prunable_groups, flops, ratio, curves, channel_divisible,
+                                    max_ratio, upper_bounds, warn=warn).kept
 
     def build_spec(self, kept_widths, weights_from=None, criterion="l1", channel_divisible=1,
                    previous=None):
@@ -570,6 +581,12 @@ class IterativePruningRunner:
         for label, a, b in (("FLOPs", base.flops, pruned.flops),
                             ("params", base.params, pruned.params)):
             lines.append(f"{label:<10}{a:>16,}{b:>16,}{b / max(a, 1):>8.3f}")
+        target = spec.metadata.get("target_flops_reduction") if spec is not None else None
+        if target is not None:
+            reached = 1 - pruned.flops / max(base.flops, 1)
+            note = ("" if abs(reached - target) <= 0.01 + 1e-9 else
+                    f" (closest plan with channel_divisible={spec.channel_divisible})")
+            lines.append(f"FLOPs reduction: target {target:.1%}, reached {reached:.1%}{note}")
         if spec is not None and spec.groups:
             width = max(len(n) for n in spec.groups)
             lines.append(f"{'group':<{width}}  {'width':>6} -> {'kept':>6}")
