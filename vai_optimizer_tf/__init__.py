@@ -27,12 +27,13 @@ from vai_optimizer_tf.iterative_runner import IterativePruningRunner
 from vai_optimizer_tf.masks.channel_mask import ChannelMask
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
+from vai_optimizer_tf.search.adaptive_bn import adaptive_bn
 from vai_optimizer_tf.stats.model_stats import LayerStats, ModelStats, stat
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "callbacks", "ChannelMask", "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
+    "adaptive_bn", "callbacks", "ChannelMask", "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
     "LayerStats", "ModelStats", "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError",
     "UnsupportedModelError", "VaiOptimizerError", "register_layer",
     "stat",

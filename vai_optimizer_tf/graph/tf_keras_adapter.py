@@ -20,6 +20,7 @@ from tf_keras.src.saving import serialization_lib
 
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.graph import ir
+from vai_optimizer_tf.graph import tf_keras_calibration
 from vai_optimizer_tf.graph import tf_keras_rules  # noqa: F401  (registers the entries)
 from vai_optimizer_tf.masks import channel_mask
 
@@ -266,6 +267,7 @@ class TfKerasAdapter:
             if getattr(tf_keras.layers, cls.__name__, None) is not cls:
                 objects[cls.__name__] = cls
                 objects[tf_keras.saving.get_registered_name(cls)] = cls
+        objects["CalibratingBatchNormalization"] = tf_keras_calibration.CalibratingBatchNormalization
         return objects
 
     # Rebuilding --------------------------------------------------------------
@@ -281,7 +283,7 @@ class TfKerasAdapter:
             return tf_keras.Model.from_config(config)
 
     def rebuild(self, layer_configs=None, layer_weights=None, tensor_shapes=None,
-                call_rewrites=None, name=None):
+                call_rewrites=None, name=None, layer_classes=None):
         """Builds a new model from the source's config with changes.
 
         Args:
@@ -294,6 +296,8 @@ class TfKerasAdapter:
             applied to the non-tensor arguments the config stores for that
             call (e.g. the `shape` of a `tf.reshape`).
           name: Optional new model name. Defaults to the source's name.
+          layer_classes: Layer path -> class name replacing the layer's class
+            (a class known to this module's custom objects).
 
         Returns:
           A new tf_keras model of the same kind, with the same layer names.
@@ -306,7 +310,7 @@ class TfKerasAdapter:
         layer_weights = layer_weights or {}
         tensor_shapes = tensor_shapes or {}
         config = copy.deepcopy(self.model.get_config())
-        self._rewrite(config, "", layer_configs, tensor_shapes)
+        self._rewrite(config, "", layer_configs, tensor_shapes, layer_classes or {})
         self._rewrite_calls(config, call_rewrites or {})
         if name:
             config["name"] = name
@@ -325,12 +329,17 @@ class TfKerasAdapter:
                                  f"({[np.shape(v) for v in values]}): {e}") from e
         return model
 
-    def _rewrite(self, model_config, prefix, layer_configs, tensor_shapes):
+    def _rewrite(self, model_config, prefix, layer_configs, tensor_shapes, layer_classes):
         for entry in model_config["layers"]:
             name = entry["config"]["name"]
             path = prefix + name
+            if path in layer_classes:
+                entry["class_name"] = layer_classes[path]
+                entry.pop("module", None)
+                entry.pop("registered_name", None)
             if entry["class_name"] in _MODEL_CLASS_NAMES and "layers" in entry["config"]:
-                self._rewrite(entry["config"], path + "/", layer_configs, tensor_shapes)
+                self._rewrite(entry["config"], path + "/", layer_configs, tensor_shapes,
+                              layer_classes)
                 self._rewrite_nested_inputs(entry, path, tensor_shapes)
             elif path in layer_configs:
                 entry["config"] = copy.deepcopy(layer_configs[path])
@@ -445,6 +454,14 @@ class TfKerasAdapter:
         for path, values in layer_weights.items():
             self._find_layer(model, self._path_parts[path]).set_weights(values)
 
+    def assign_source_weights(self, layer_weights):
+        """Sets weights, by layer path, on the source model itself.
+
+        Only for functions whose documented effect is to change the user's
+        model (such as `adaptive_bn`); runners never call it.
+        """
+        self.assign_weights(self.source_model, layer_weights)
+
     def compile_like_source(self, model):
         """Compiles `model` with the source model's loss and metrics, if it had any.
 
@@ -473,3 +490,34 @@ class TfKerasAdapter:
                 digest.update(str(value.shape).encode())
                 digest.update(value.tobytes())
         return digest.hexdigest()[:16]
+
+    # Adaptive-BN calibration -----------------------------------------------------
+
+    def rebuild_for_calibration(self, layer_weights=None):
+        """A copy for adaptive BN: BatchNormalization layers sum training batches' statistics.
+
+        Every BatchNormalization becomes a `CalibratingBatchNormalization`
+        with momentum 0, and Dropout-like noise layers are switched off; in
+        inference the copy computes what the source computes. Channel masks
+        are dropped (the copy is not trained).
+
+        Args:
+          layer_weights: Layer path -> arrays to start from. Defaults to the
+            source model's weights.
+
+        Returns:
+          `(model, calibrating)`: the copy, and its calibrating layers by path.
+        """
+        configs, classes = {}, {}
+        for path, layer in self._layers.items():
+            replacement = tf_keras_calibration.calibration_config(layer)
+            if replacement is None:
+                continue
+            class_name, config = replacement
+            configs[path] = channel_mask.strip_masks(config)
+            if class_name is not None:
+                classes[path] = class_name
+        model = self.rebuild(layer_configs=configs, layer_weights=layer_weights,
+                             layer_classes=classes)
+        calibrating = {path: self._find_layer(model, self._path_parts[path]) for path in classes}
+        return model, calibrating

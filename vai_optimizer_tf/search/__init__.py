@@ -1,0 +1,1 @@
+"""Subnet search: adaptive BN, candidate sampling and scoring (one-step pruning, OFA)."""
