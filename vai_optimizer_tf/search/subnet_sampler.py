@@ -69,11 +69,15 @@ class SubnetSampler:
         return tuple(kept[g.name] for g in self.groups)
 
     def _closest_shift(self, base):
-        """Shifts all `base` ratios together to land closest to the target; returns kept widths."""
+        """Shifts all `base` ratios together to land closest to the target.
+
+        Returns:
+          `(kept widths, shift)`.
+        """
         lo, hi = -1.0, 1.0
         hi_plan = self.widths(base + hi)
         if self.reduction(hi_plan) < self.target:
-            return hi_plan
+            return hi_plan, hi
         lo_plan = self.widths(base + lo)
         for _ in range(_BISECTION_STEPS):
             mid = (lo + hi) / 2
@@ -82,13 +86,12 @@ class SubnetSampler:
                 hi, hi_plan = mid, plan
             else:
                 lo, lo_plan = mid, plan
-        return min((hi_plan, lo_plan), key=lambda k: abs(self.reduction(k) - self.target))
+        return min(((hi_plan, hi), (lo_plan, lo)),
+                   key=lambda p: abs(self.reduction(p[0]) - self.target))
 
     def _uniform_cut(self):
-        ratios = np.zeros(len(self.groups))
-        kept = self._closest_shift(ratios)
-        fractions = [1.0 - kept[g.name] / g.width for g in self.groups]
-        return float(np.median(fractions)) if fractions else 0.0, kept
+        kept, shift = self._closest_shift(np.zeros(len(self.groups)))
+        return min(max(shift, 0.0), self.max_ratio), kept
 
     def in_band(self, kept):
         return abs(self.reduction(kept) - self.target) <= self.tolerance + 1e-9
@@ -104,7 +107,7 @@ class SubnetSampler:
         high = min(self.max_ratio, self.uniform_ratio + self.spread)
         for _ in range(_MAX_ATTEMPTS_PER_CANDIDATE):
             ratios = self._rng.uniform(low, high, size=len(self.groups))
-            kept = self._closest_shift(ratios)
+            kept, _ = self._closest_shift(ratios)
             signature = self._signature(kept)
             if self.in_band(kept) and signature not in self._seen:
                 self._seen.add(signature)
