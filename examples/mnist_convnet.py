@@ -116,16 +116,28 @@ def main():
 
     baseline = build_convnet()
     baseline.set_weights(baseline_weights)
-    stats = [vot.stat(m) for m in (baseline, sparse, slim)]
+    # The pruned models had the fine-tuning epochs on top of the baseline's: a fair
+    # reference is the baseline trained for the same total number of epochs.
+    extra = len(args.ratios) * args.finetune_epochs
+    longer = compile_model(build_convnet())
+    longer.set_weights(baseline_weights)
+    longer.fit(x_fit, y_fit, batch_size=128, epochs=extra, verbose=0)
+    _, longer_acc = longer.evaluate(x_test, y_test, verbose=0)
+    models = (baseline, longer, sparse, slim)
+    stats = [vot.stat(m) for m in models]
     with tempfile.TemporaryDirectory() as tmp:
-        sizes = [saved_size_kb(m, tmp) for m in (baseline, sparse, slim)]
+        sizes = [saved_size_kb(m, tmp) for m in models]
 
+    total = args.epochs + extra
     print(f"\nResults ({name} test set, iterative pruning to "
           f"{args.ratios[-1]:.0%} fewer FLOPs, {args.finetune_epochs} fine-tuning epochs per step):")
-    print(f"{'model':<10}{'accuracy':>10}{'MFLOPs':>10}{'params':>10}{'size KB':>10}")
-    for label, acc, st, size in zip(("baseline", "sparse", "slim"),
-                                    (base_acc, sparse_acc, slim_acc), stats, sizes):
-        print(f"{label:<10}{acc:>10.4f}{st.flops / 1e6:>10.2f}{st.params:>10,}{size:>10.0f}")
+    print(f"{'model':<22}{'epochs':>7}{'accuracy':>10}{'MFLOPs':>10}{'params':>10}{'size KB':>10}")
+    rows = (("baseline", args.epochs), ("baseline, trained on", total), ("sparse", total),
+            ("slim", total))
+    for (label, epochs), acc, st, size in zip(rows, (base_acc, longer_acc, sparse_acc, slim_acc),
+                                              stats, sizes):
+        print(f"{label:<22}{epochs:>7}{acc:>10.4f}{st.flops / 1e6:>10.2f}{st.params:>10,}"
+              f"{size:>10.0f}")
     print(f"max |sparse - slim| output difference: {diff:.2e}")
     print(f"slim model saved to {slim_path}; specs in {workspace}/specs")
     print(f"total time {time.time() - start:.0f} s")
