@@ -125,12 +125,21 @@ class IterativePruningRunner:
         """Measures the metric with each prunable group pruned alone at each ratio.
 
         The baseline is evaluated once, then every (group, ratio) step, on one
-        evaluation copy of the model whose weights are masked in place. After
-        every step the results are written atomically to
-        `<workspace>/ana/sensitivity.json`, so a killed run resumes where it
-        stopped. Results are keyed by the graph, the weights, the ratio grid,
-        the criterion and the mode: an analysis of other weights is never
-        reused.
+        evaluation copy of the model whose weights are masked in place. Each
+        step's result is stored under `<workspace>/ana/` as soon as it is
+        measured, in a file this process alone writes (atomically), so a run
+        killed at any moment resumes where it stopped.
+
+        Results are keyed by what they depend on: the graph, the weights (as
+        they are now: train the model and the next call analyses the new
+        weights), the criterion and the mode. The ratio grid is not part of
+        the key: a new grid reuses every step it shares with earlier runs,
+        and analyses of other weights or grids are kept side by side, never
+        overwritten. Several processes, on one machine or on several
+        machines sharing the workspace, may run `ana` at once: each step is
+        claimed before it is evaluated, so none is evaluated twice, and each
+        call returns when every step of its share is finished, by itself or
+        by another process.
 
         Args:
           eval_fn: `fn(model) -> float`. It receives a Keras model (compiled
@@ -138,13 +147,15 @@ class IterativePruningRunner:
             accuracy on a validation set.
           excludes: Layers (names or objects) whose groups are not analysed.
             Defaults to none.
-          forced: Recompute every step even when cached results exist.
-            Defaults to `False`.
+          forced: Recompute every step of this analysis (this grid) even when
+            results exist; other analyses are kept, and unreadable result
+            files of this analysis are moved aside. Defaults to `False`.
           ratios: Fractions of each group's channels to prune. Defaults to
             0.1, 0.2, ..., 0.9.
           shard: `(i, n)` to run only the i-th of n interleaved shares of the
             steps, so n processes (or machines with a shared workspace) split
-            the work; `prune` merges the shards. Defaults to all steps.
+            the work; `prune` merges the shards, and `merge_analysis` reports
+            the steps still missing. Defaults to all steps.
           mode: `"max"` when a higher metric is better (accuracy), `"min"`
             when lower is better (loss, error). Defaults to `"max"`.
           criterion: Importance criterion that picks the pruned channels.
@@ -153,34 +164,78 @@ class IterativePruningRunner:
             Defaults to `1`.
 
         Returns:
-          The `SensitivityCache` of this process's steps (all steps when not
-          sharded); `.table(...)` formats it.
+          The `SensitivityCache` of the analysis on this grid, with every
+          step any process has finished (all of them, unless `shard` is
+          given); `.table(...)` formats it and `.missing_steps()` lists the
+          steps not finished yet.
 
         Raises:
+          ValueError: for a bad argument, before any file is touched.
           AnalysisError: when `eval_fn` raises or returns NaN or a non-number;
             the message names the group and ratio. Finished steps are kept.
-          AnalysisCacheError: when a cache file is corrupted.
+          AnalysisCacheError: when a result file is corrupted; the message
+            names it and the fix.
         """
         if not callable(eval_fn):
             raise ValueError(f"Invalid `eval_fn`: expected a callable model -> float. "
                              f"Received: eval_fn={eval_fn!r}")
+        deps, ratios = self._check_analysis_args(excludes, ratios, mode, criterion)
+        shard = analysis_lib.check_shard(shard)
+        return self._analyzer.run(deps, eval_fn, ratios, criterion, mode, shard, bool(forced),
+                                  verbose)
+
+    def _check_analysis_args(self, excludes, ratios, mode, criterion):
         if mode not in ("max", "min"):
             raise ValueError(f"Invalid `mode`: expected 'max' (higher is better) or 'min'. "
                              f"Received: mode={mode!r}")
         ratios = analysis_lib.check_ratios(ratios)
-        shard = analysis_lib.check_shard(shard)
         importance.get_criterion(criterion)
-        return self._analyzer.run(self._deps_for(excludes), eval_fn, ratios, criterion, mode,
-                                  shard, forced, verbose)
+        return self._deps_for(excludes), ratios
+
+    def merge_analysis(self, ratios=DEFAULT_RATIOS, excludes=None, mode="max", criterion="l1",
+                       verbose=1):
+        """Merges what every process or shard of `ana` stored, without evaluating anything.
+
+        Use it after `ana(eval_fn, shard=(i, n))` ran on several processes or
+        machines: it reads every result file of this analysis (same weights,
+        criterion and mode) in the workspace and, when no step is missing,
+        writes `sensitivity.csv` (and `.png`) and prints the table.
+
+        Args:
+          ratios: The grid to check. Defaults to 0.1, 0.2, ..., 0.9.
+          excludes: The `excludes` given to `ana`. Defaults to none.
+          mode: The `mode` given to `ana`. Defaults to `"max"`.
+          criterion: The `criterion` given to `ana`. Defaults to `"l1"`.
+          verbose: 1 prints the table when the analysis is complete.
+            Defaults to `1`.
+
+        Returns:
+          The merged `SensitivityCache` on this grid; its `missing_steps()`
+          lists the `(group, ratio)` steps no process has finished (the
+          baseline as `("__baseline__", 0.0)`).
+
+        Raises:
+          ValueError: for a bad argument.
+          AnalysisCacheError: when a result file is corrupted.
+        """
+        deps, ratios = self._check_analysis_args(excludes, ratios, mode, criterion)
+        return self._analyzer.merged(deps, ratios, criterion, mode, verbose)
 
     def sensitivity(self):
         """The sensitivity analysis `prune` would use (a `SensitivityCache`), or None.
 
+        It is the analysis of the model's current weights (every ratio
+        analysed, merged), or, when the model holds the fine-tuned sparse
+        weights of a spec saved in the workspace, the analysis that spec was
+        made with.
+
         Raises:
           AnalysisCacheError: when the workspace only holds analyses of other
-            weights of this model.
+            weights of this model, or a result file is corrupted.
         """
-        return self._analyzer.find(self._previous_spec())
+        weights = self._adapter.all_weights()
+        return self._analyzer.find(self._analyzer.weights_digest(),
+                                   self._previous_spec(weights))
 
     # Pruning ---------------------------------------------------------------------
 
@@ -193,9 +248,10 @@ class IterativePruningRunner:
         `channel_divisible` rounding applied inside the search, so the slim
         model's reduction is within about one percentage point of `ratio`.
         Iterative pruning: when this runner's model holds the fine-tuned
-        weights of the latest spec's sparse model, the analysis of the
-        original baseline is reused and the channels pruned before stay
-        pruned.
+        weights of the sparse model of a spec saved in the workspace (the
+        latest one, or an earlier one to back off after an accuracy
+        collapse), the analysis of the original baseline is reused and the
+        channels that spec pruned stay pruned.
 
         Args:
           ratio: FLOPs reduction to reach: the pruned model has
@@ -244,8 +300,9 @@ class IterativePruningRunner:
         criterion_name, _ = importance.get_criterion(criterion)
         start = time.time()
         deps = self._deps_for(excludes)
-        previous = self._previous_spec()
-        cache = self._analyzer.find(previous)
+        weights = self._adapter.all_weights()
+        previous = self._previous_spec(weights)
+        cache = self._analyzer.find(self._analyzer.weights_digest(), previous, criterion)
         if cache is None:
             raise errors.AnalysisCacheError(
                 f"No sensitivity analysis of this model in workspace {self.workspace!r}. Run "
@@ -257,7 +314,7 @@ class IterativePruningRunner:
                              max_ratio=max(cache.ratios), upper_bounds=upper)
         kept = (search.for_flops_reduction(ratio) if ratio is not None
                 else search.for_threshold(float(threshold)))
-        spec = build_spec(deps, self._adapter.all_weights(), kept, criterion, channel_divisible,
+        spec = build_spec(deps, weights, kept, criterion, channel_divisible,
                           self.graph.name, self.model_digest, previous)
         self._record_metadata(spec, cache, ratio, threshold, time.time() - start)
         if spec_path is None:
@@ -283,23 +340,38 @@ class IterativePruningRunner:
         """Path of the spec `prune` saved last in this workspace, or None."""
         return self._workspace.latest_spec_path()
 
-    def _previous_spec(self):
-        """The latest spec, if this model holds that spec's sparse weights."""
-        path = self.latest_spec_path()
-        if path is None or not os.path.exists(path):
-            return None
-        spec = PruningSpec.load(path)
-        if spec.model_digest != self.model_digest or not spec.groups:
-            return None
-        spec = spec.renamed(self._deps)
+    def _previous_spec(self, weights):
+        """The saved spec whose fine-tuned sparse weights this model holds, or None.
+
+        Every spec saved in the workspace is a candidate, not only the latest,
+        so loading the weights of an earlier iteration and pruning again (to
+        back off after an accuracy collapse) continues from that iteration.
+        A model holds a spec's sparse weights when the channels the spec
+        prunes are zero in every producer. Of several such specs (the kept
+        sets of iterative pruning are nested), the one pruning the most
+        channels is the model's own.
+        """
+        best, most = None, 0
+        for path in self._workspace.saved_spec_paths():
+            try:
+                spec = PruningSpec.load(path)
+            except errors.SpecFormatError as e:
+                logger.warning("Skipping unreadable spec %s: %s", path, e)
+                continue
+            if spec.model_digest != self.model_digest or not spec.groups:
+                continue
+            spec = spec.renamed(self._deps)
+            pruned = sum(g.width - len(g.kept) for g in spec.groups.values())
+            if pruned > most and self._holds_sparse_weights(spec, weights):
+                best, most = spec, pruned
+        return best
+
+    def _holds_sparse_weights(self, spec, weights):
         plan = SlicePlan(self._deps, spec.kept_by_group(self._deps))
-        weights = self._adapter.all_weights()
         masked = plan.masked_weights(weights)
         producers = {p for name in spec.groups for p in self._deps.group(name).producers}
-        for path in producers & set(masked):
-            if not all(np.array_equal(a, b) for a, b in zip(weights[path], masked[path])):
-                return None
-        return spec
+        return all(np.array_equal(a, b) for path in producers & set(masked)
+                   for a, b in zip(weights[path], masked[path]))
 
     # Specs without analysis ---------------------------------------------------------
 
@@ -502,7 +574,7 @@ class IterativePruningRunner:
         curves, max_ratio = None, 0.9
         if use_analysis is not False:
             try:
-                cache = self._analyzer.find(None)
+                cache = self._analyzer.find(self._analyzer.weights_digest())
             except errors.AnalysisCacheError:
                 if use_analysis:
                     raise
