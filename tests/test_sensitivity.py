@@ -174,11 +174,12 @@ class TestAnalysis:
         assert merged.metric("expand", 0.5) == first.metric("expand", 0.5) + 1.0
         assert merged.metric("expand", 0.25) == first.metric("expand", 0.25)  # kept as it was
 
-    def test_corrupted_result_file_gets_a_clear_error_and_forced_fixes_it(self, model,
-                                                                           tmp_path):
+    def test_corrupted_shard_file_gets_a_clear_error_and_forced_fixes_it(self, model,
+                                                                          tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
-        runner.ana(output_energy, ratios=RATIOS, verbose=0)
-        (path,) = result_files(str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, shard=(0, 2), verbose=0)
+        runner.ana(output_energy, ratios=RATIOS, shard=(1, 2), verbose=0)
+        first, path = result_files(str(tmp_path))
         with open(path, "w") as f:
             f.write('{"format": "vai_optimizer_tf.sensi')
         with pytest.raises(vot.AnalysisCacheError, match="corrupted.*forced=True") as info:
@@ -190,7 +191,7 @@ class TestAnalysis:
         evaluate = CountingEval()
         runner.ana(evaluate, ratios=RATIOS, forced=True, verbose=0)
         assert evaluate.calls == N_STEPS
-        assert os.path.exists(path + ".corrupted")
+        assert os.path.exists(path + ".corrupted") and os.path.exists(first)
         assert isinstance(runner.prune(ratio=0.3), keras.Model)
 
     @pytest.mark.parametrize("edit, problem", [
