@@ -5,8 +5,6 @@ import numbers
 import os
 import time
 
-import numpy as np
-
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.analysis import sensitivity_analysis as analysis_lib
 from vai_optimizer_tf.analysis.analyzer import Analyzer
@@ -15,7 +13,7 @@ from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
 from vai_optimizer_tf.masks.mask_state import MaskState
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.masks.sparse_model import build_sparse_model
-from vai_optimizer_tf.planning import importance
+from vai_optimizer_tf.planning import importance, spec_history
 from vai_optimizer_tf.planning.ratio_search import RatioSearch, drop_curves
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec, as_spec
 from vai_optimizer_tf.planning.spec_builder import build_spec
@@ -126,20 +124,15 @@ class IterativePruningRunner:
 
         The baseline is evaluated once, then every (group, ratio) step, on one
         evaluation copy of the model whose weights are masked in place. Each
-        step's result is stored under `<workspace>/ana/` as soon as it is
-        measured, in a file this process alone writes (atomically), so a run
-        killed at any moment resumes where it stopped.
-
-        Results are keyed by what they depend on: the graph, the weights (as
-        they are now: train the model and the next call analyses the new
-        weights), the criterion and the mode. The ratio grid is not part of
-        the key: a new grid reuses every step it shares with earlier runs,
-        and analyses of other weights or grids are kept side by side, never
-        overwritten. Several processes, on one machine or on several
-        machines sharing the workspace, may run `ana` at once: each step is
-        claimed before it is evaluated, so none is evaluated twice, and each
-        call returns when every step of its share is finished, by itself or
-        by another process.
+        step is stored under `<workspace>/ana/` as soon as it is measured, in
+        a file only this process writes (atomically), so a killed run
+        resumes. Results are keyed by the graph, the weights as they are now,
+        the criterion and the mode, and stored per step: a new ratio grid
+        reuses every step it shares with earlier runs, and nothing is
+        overwritten. Several processes or machines may run `ana` on one
+        workspace at once: steps are claimed before they are evaluated, so
+        none is evaluated twice, and each call returns when its share is
+        finished (see docs/user_guide.md).
 
         Args:
           eval_fn: `fn(model) -> float`. It receives a Keras model (compiled
@@ -179,59 +172,46 @@ class IterativePruningRunner:
         if not callable(eval_fn):
             raise ValueError(f"Invalid `eval_fn`: expected a callable model -> float. "
                              f"Received: eval_fn={eval_fn!r}")
-        deps, ratios = self._check_analysis_args(excludes, ratios, mode, criterion)
+        ratios = analysis_lib.check_analysis_args(ratios, mode, criterion)
         shard = analysis_lib.check_shard(shard)
-        return self._analyzer.run(deps, eval_fn, ratios, criterion, mode, shard, bool(forced),
-                                  verbose)
-
-    def _check_analysis_args(self, excludes, ratios, mode, criterion):
-        if mode not in ("max", "min"):
-            raise ValueError(f"Invalid `mode`: expected 'max' (higher is better) or 'min'. "
-                             f"Received: mode={mode!r}")
-        ratios = analysis_lib.check_ratios(ratios)
-        importance.get_criterion(criterion)
-        return self._deps_for(excludes), ratios
+        return self._analyzer.run(self._deps_for(excludes), eval_fn, ratios, criterion, mode,
+                                  shard, bool(forced), verbose)
 
     def merge_analysis(self, ratios=DEFAULT_RATIOS, excludes=None, mode="max", criterion="l1",
                        verbose=1):
-        """Merges what every process or shard of `ana` stored, without evaluating anything.
+        """Merges what every process or shard of `ana` stored, evaluating nothing.
 
         Use it after `ana(eval_fn, shard=(i, n))` ran on several processes or
-        machines: it reads every result file of this analysis (same weights,
-        criterion and mode) in the workspace and, when no step is missing,
-        writes `sensitivity.csv` (and `.png`) and prints the table.
+        machines. When no step is missing, it writes `sensitivity.csv` (and
+        `.png`) and prints the table.
 
         Args:
           ratios: The grid to check. Defaults to 0.1, 0.2, ..., 0.9.
           excludes: The `excludes` given to `ana`. Defaults to none.
           mode: The `mode` given to `ana`. Defaults to `"max"`.
           criterion: The `criterion` given to `ana`. Defaults to `"l1"`.
-          verbose: 1 prints the table when the analysis is complete.
-            Defaults to `1`.
+          verbose: 1 prints the table when complete. Defaults to `1`.
 
         Returns:
-          The merged `SensitivityCache` on this grid; its `missing_steps()`
-          lists the `(group, ratio)` steps no process has finished (the
-          baseline as `("__baseline__", 0.0)`).
+          The merged `SensitivityCache` on this grid; `missing_steps()` lists
+          the `(group, ratio)` steps no process has finished.
 
         Raises:
           ValueError: for a bad argument.
           AnalysisCacheError: when a result file is corrupted.
         """
-        deps, ratios = self._check_analysis_args(excludes, ratios, mode, criterion)
-        return self._analyzer.merged(deps, ratios, criterion, mode, verbose)
+        ratios = analysis_lib.check_analysis_args(ratios, mode, criterion)
+        return self._analyzer.merged(self._deps_for(excludes), ratios, criterion, mode, verbose)
 
     def sensitivity(self):
         """The sensitivity analysis `prune` would use (a `SensitivityCache`), or None.
 
-        It is the analysis of the model's current weights (every ratio
-        analysed, merged), or, when the model holds the fine-tuned sparse
-        weights of a spec saved in the workspace, the analysis that spec was
-        made with.
+        That is the analysis of the model's current weights (all ratios
+        merged), or of the saved spec whose sparse weights the model holds.
 
         Raises:
-          AnalysisCacheError: when the workspace only holds analyses of other
-            weights of this model, or a result file is corrupted.
+          AnalysisCacheError: when only analyses of other weights exist, or a
+            result file is corrupted.
         """
         weights = self._adapter.all_weights()
         return self._analyzer.find(self._analyzer.weights_digest(),
@@ -341,37 +321,9 @@ class IterativePruningRunner:
         return self._workspace.latest_spec_path()
 
     def _previous_spec(self, weights):
-        """The saved spec whose fine-tuned sparse weights this model holds, or None.
-
-        Every spec saved in the workspace is a candidate, not only the latest,
-        so loading the weights of an earlier iteration and pruning again (to
-        back off after an accuracy collapse) continues from that iteration.
-        A model holds a spec's sparse weights when the channels the spec
-        prunes are zero in every producer. Of several such specs (the kept
-        sets of iterative pruning are nested), the one pruning the most
-        channels is the model's own.
-        """
-        best, most = None, 0
-        for path in self._workspace.saved_spec_paths():
-            try:
-                spec = PruningSpec.load(path)
-            except errors.SpecFormatError as e:
-                logger.warning("Skipping unreadable spec %s: %s", path, e)
-                continue
-            if spec.model_digest != self.model_digest or not spec.groups:
-                continue
-            spec = spec.renamed(self._deps)
-            pruned = sum(g.width - len(g.kept) for g in spec.groups.values())
-            if pruned > most and self._holds_sparse_weights(spec, weights):
-                best, most = spec, pruned
-        return best
-
-    def _holds_sparse_weights(self, spec, weights):
-        plan = SlicePlan(self._deps, spec.kept_by_group(self._deps))
-        masked = plan.masked_weights(weights)
-        producers = {p for name in spec.groups for p in self._deps.group(name).producers}
-        return all(np.array_equal(a, b) for path in producers & set(masked)
-                   for a, b in zip(weights[path], masked[path]))
+        """The saved spec whose fine-tuned sparse weights this model holds, or None."""
+        return spec_history.find_previous_spec(self._workspace.saved_spec_paths(), self._deps,
+                                               self.model_digest, weights)
 
     # Specs without analysis ---------------------------------------------------------
 

@@ -225,3 +225,13 @@ def check_ratios(ratios):
         raise ValueError(f"Invalid `ratios`: expected {expected} that stay inside (0, 1) when "
                          f"rounded to 4 decimals. Received: ratios={ratios!r}")
     return rounded
+
+
+def check_analysis_args(ratios, mode, criterion):
+    """Validates the arguments `ana` and `merge_analysis` share; returns the ratio grid."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"Invalid `mode`: expected 'max' (higher is better) or 'min'. "
+                         f"Received: mode={mode!r}")
+    ratios = check_ratios(ratios)
+    importance.get_criterion(criterion)
+    return ratios

@@ -66,8 +66,9 @@ def _ana_ratios(flags):
 
 
 def _describe_steps(steps, limit=8):
-    from vai_optimizer_tf.analysis.sensitivity_cache import BASELINE  # pylint: disable=import-outside-toplevel
-    names = ["baseline" if g == BASELINE else f"{g} at {r:.0%}" for g, r in steps]
+    from vai_optimizer_tf.analysis import sensitivity_cache  # pylint: disable=import-outside-toplevel
+    names = ["baseline" if g == sensitivity_cache.BASELINE else f"{g} at {r:.0%}"
+             for g, r in steps]
     more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
