@@ -9,7 +9,6 @@ twice; shards are merged on read; a claim of a dead process does not block.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -207,7 +206,7 @@ class TestClaims:
         folder = tmp_path / "claims"
         folder.mkdir()
         (folder / "baseline.0.claim").write_text(json.dumps(
-            {"host": socket.gethostname(), "pid": dead.pid, "writer": "dead"}))
+            {"host": step_claims._this_host(), "pid": dead.pid, "writer": "dead"}))
         assert self._claims(tmp_path, "mine").try_claim("baseline")
 
     def test_heartbeat_releases_the_claim_on_exit(self, tmp_path):

@@ -4,13 +4,14 @@ Before evaluating a step, a process claims it by creating
 `<claims>/<step>.<n>.claim` atomically and exclusively (a hard link of a
 complete temporary file, or `O_CREAT | O_EXCL` where links are not
 supported): of several processes, exactly one succeeds. Both are reliable on
-local and NFS file systems, unlike `flock`. The claim names the host, the pid
-and the writer, and its modification time is refreshed by a heartbeat thread
-while the step runs. A claim stops blocking others when it is *stale*: its
-process is gone (same host) or it was not refreshed for `CLAIM_TIMEOUT`
-seconds (any host). A stale claim `n` is taken over by creating claim `n + 1`,
-again exclusively, so a run killed at any moment never blocks a rerun, and
-no claim file of another process is ever deleted.
+local and NFS file systems, unlike `flock`. The claim names the host (and its
+boot id), the pid and the writer; a heartbeat thread refreshes its
+modification time while the step runs. A claim stops blocking others when it
+is *stale*: its process is gone (same host), or it was not refreshed for
+`CLAIM_TIMEOUT` seconds, timed by the file system's clock (any host). A stale
+claim `n` is taken over by creating claim `n + 1`, again exclusively, so a
+run killed at any moment never blocks a rerun, and no claim file of another
+process is ever deleted.
 """
 
 import contextlib
@@ -26,6 +27,16 @@ HEARTBEAT = 30.0  # seconds between refreshes of a held claim
 # whose writer is not here was left by a killed process that had the same pid
 # (a restarted container, for one).
 _live_writers = set()
+
+
+def _this_host():
+    """The host name, plus the boot id where Linux has one (two machines may share a name)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}" if boot else socket.gethostname()
 
 
 def _pid_alive(pid):
@@ -49,7 +60,7 @@ class StepClaims:
     def __init__(self, folder, writer):
         self.folder = os.fspath(folder)
         self.writer = writer
-        self.host = socket.gethostname()
+        self.host = _this_host()
         self.held = None
         self._lock = threading.Lock()
         _live_writers.add(writer)
