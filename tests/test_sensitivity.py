@@ -11,6 +11,7 @@ import tf_keras as keras
 import vai_optimizer_tf as vot
 from tests import model_utils
 from tests.small_models import small_resnet
+from vai_optimizer_tf.analysis.sensitivity_cache import BASELINE, SensitivityCache
 
 RATIOS = (0.25, 0.5, 0.75)
 N_STEPS = 1 + 4 * len(RATIOS)  # baseline + 4 prunable groups x 3 ratios
@@ -223,6 +224,39 @@ class TestAnalysis:
         evaluate = CountingEval()
         runner.ana(evaluate, ratios=RATIOS, verbose=0)
         assert evaluate.calls == N_STEPS
+
+
+class TestSensitivityCache:
+
+    KEY = {"graph_digest": "g", "weights_digest": "w", "criterion": "l1", "mode": "max"}
+
+    def test_json_round_trip(self):
+        cache = SensitivityCache(self.KEY)
+        cache.record(BASELINE, 0.0, 0.9, time=10.0)
+        cache.record("conv1", 0.25, 0.8, index=3, time=11.0)
+        cache.record("conv1", 0.5, 0.6, index=3, time=12.0)
+        again = SensitivityCache.from_json(json.loads(json.dumps(cache.to_json())))
+        assert again.to_json() == cache.to_json()
+        assert again.ratios == [0.25, 0.5] and again.groups == ["conv1"]
+        assert again.time_of("conv1", 0.5) == 12.0 and again.indices == {"conv1": 3}
+
+    def test_merge_keeps_the_later_record_of_a_step_and_every_other_step(self):
+        old, new = SensitivityCache(self.KEY), SensitivityCache(self.KEY)
+        old.record(BASELINE, 0.0, 0.9, time=1.0)
+        old.record("conv1", 0.25, 0.8, time=1.0)
+        old.record("conv1", 0.5, 0.6, time=1.0)
+        new.record(BASELINE, 0.0, 0.95, time=2.0)
+        new.record("conv1", 0.5, 0.7, time=2.0)
+        for first, second in ((old, new), (new, old)):
+            merged = SensitivityCache(self.KEY)
+            merged.merge(first)
+            merged.merge(second)
+            assert merged.baseline == 0.95
+            assert merged.metric("conv1", 0.5) == 0.7 and merged.metric("conv1", 0.25) == 0.8
+
+    def test_older_keys_with_a_grid_still_load(self):
+        cache = SensitivityCache(dict(self.KEY, ratios=[0.5, 0.25]))
+        assert cache.key == self.KEY and cache.ratios == [0.25, 0.5]
 
 
 class TestBadEvalFn:
