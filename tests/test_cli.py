@@ -127,7 +127,7 @@ class TestFlow:
         baseline = _accuracy(base, x_test[:200], y_test[:200])
         table = out[out.index("baseline"):]
         assert re.search(rf"conv1\s+{baseline:.4f}", table)
-        assert (project / "ws" / "ana" / "sensitivity.json").exists()
+        assert (project / "ws" / "ana" / "sensitivity.csv").exists()
 
     def test_prune_writes_the_sparse_model_and_the_spec(self, flow, project):
         _ok(flow, "prune")

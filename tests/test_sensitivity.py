@@ -3,10 +3,6 @@
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,10 +11,10 @@ import tf_keras as keras
 import vai_optimizer_tf as vot
 from tests import model_utils
 from tests.small_models import small_resnet
+from vai_optimizer_tf.analysis.sensitivity_cache import BASELINE, SensitivityCache
 
 RATIOS = (0.25, 0.5, 0.75)
 N_STEPS = 1 + 4 * len(RATIOS)  # baseline + 4 prunable groups x 3 ratios
-WORKER = os.path.join(os.path.dirname(__file__), "ana_worker.py")
 X = np.random.RandomState(1).rand(16, 16, 16, 3).astype("float32")
 
 
@@ -42,8 +38,21 @@ def model():
     return small_resnet()
 
 
-def cache_path(workspace):
-    return os.path.join(workspace, "ana", "sensitivity.json")
+def result_files(workspace):
+    """The analysis result files in a workspace: one per process that evaluated steps."""
+    folder = os.path.join(workspace, "ana")
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                  if f.startswith("sensitivity-") and f.endswith(".json"))
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes, to check that nothing was touched."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out[os.path.relpath(os.path.join(root, name), folder)] = f.read()
+    return out
 
 
 class TestAnalysis:
@@ -99,31 +108,155 @@ class TestAnalysis:
         runner.ana(again, ratios=RATIOS, forced=True, verbose=0)
         assert again.calls == N_STEPS
 
-    def test_cache_of_other_weights_is_never_reused(self, model, tmp_path):
+    def test_analyses_of_other_weights_are_kept_side_by_side(self, model, tmp_path):
         vot.IterativePruningRunner(model, workspace=str(tmp_path)).ana(
             output_energy, ratios=RATIOS, verbose=0)
-        other = small_resnet(seed=1)
         evaluate = CountingEval()
-        vot.IterativePruningRunner(other, workspace=str(tmp_path)).ana(
+        vot.IterativePruningRunner(small_resnet(seed=1), workspace=str(tmp_path)).ana(
             evaluate, ratios=RATIOS, verbose=0)
         assert evaluate.calls == N_STEPS
-        stale = [f for f in os.listdir(tmp_path / "ana") if ".stale-" in f]
-        assert len(stale) == 1
+        again = CountingEval()
+        vot.IterativePruningRunner(model, workspace=str(tmp_path)).ana(
+            again, ratios=RATIOS, verbose=0)
+        assert again.calls == 0
 
-    def test_other_ratio_grid_is_not_reused(self, model, tmp_path):
+    def test_a_new_grid_evaluates_only_its_new_ratios(self, model, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
         runner.ana(output_energy, ratios=RATIOS, verbose=0)
         evaluate = CountingEval()
-        runner.ana(evaluate, ratios=(0.5,), verbose=0)
-        assert evaluate.calls == 1 + 4
+        cache = runner.ana(evaluate, ratios=(0.5, 0.6), verbose=0)
+        assert evaluate.calls == 4  # 0.6 for each of the 4 groups; baseline and 0.5 reused
+        assert cache.ratios == [0.5, 0.6] and not cache.missing_steps()
 
-    def test_corrupted_cache_gets_a_clear_error(self, model, tmp_path):
-        os.makedirs(tmp_path / "ana")
-        with open(cache_path(str(tmp_path)), "w") as f:
-            f.write('{"format": "vai_optimizer_tf.sensi')
+    def test_changing_the_grid_again_and_again_loses_nothing(self, model, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
-        with pytest.raises(vot.AnalysisCacheError, match="corrupted.*forced=True"):
+        for grid in ((0.5,), (0.3,), (0.7,)):
+            runner.ana(output_energy, ratios=grid, verbose=0)
+        evaluate = CountingEval()
+        cache = vot.IterativePruningRunner(model, workspace=str(tmp_path)).ana(
+            evaluate, ratios=(0.3, 0.5, 0.7), verbose=0)
+        assert evaluate.calls == 0
+        assert cache.metric("expand", 0.5) == pytest.approx(
+            runner.ana(output_energy, ratios=(0.5,), forced=True, verbose=0).metric(
+                "expand", 0.5), rel=1e-6)
+
+    def test_ana_after_training_analyses_the_new_weights(self, tmp_path):
+        trained = small_resnet()
+        runner = vot.IterativePruningRunner(trained, workspace=str(tmp_path))
+        before = runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        y = np.random.RandomState(2).randint(0, 10, len(X))
+        trained.compile(optimizer=keras.optimizers.SGD(0.05),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        trained.fit(X, y, epochs=2, batch_size=8, verbose=0)
+        evaluate = CountingEval()
+        after = runner.ana(evaluate, ratios=RATIOS, verbose=0)
+        assert evaluate.calls == N_STEPS
+        assert after.baseline == pytest.approx(output_energy(trained), rel=1e-6)
+        assert after.baseline != pytest.approx(before.baseline, rel=1e-3)
+
+    def test_prune_after_training_does_not_use_the_old_analysis(self, tmp_path):
+        trained = small_resnet()
+        runner = vot.IterativePruningRunner(trained, workspace=str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        trained.set_weights([w * 1.5 for w in trained.get_weights()])
+        with pytest.raises(vot.AnalysisCacheError, match="other weights"):
+            runner.prune(ratio=0.3)
+        with pytest.raises(vot.AnalysisCacheError, match="other weights"):
+            runner.sensitivity()
+
+    def test_forced_recomputation_supersedes_and_keeps_other_grids(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        first = runner.ana(output_energy, ratios=(0.25, 0.5), verbose=0)
+        shifted = CountingEval(lambda m: output_energy(m) + 1.0)
+        runner.ana(shifted, ratios=(0.5,), forced=True, verbose=0)
+        assert shifted.calls == 1 + 4
+        merged = runner.ana(CountingEval(), ratios=(0.25, 0.5), verbose=0)
+        assert merged.baseline == first.baseline + 1.0
+        assert merged.metric("expand", 0.5) == first.metric("expand", 0.5) + 1.0
+        assert merged.metric("expand", 0.25) == first.metric("expand", 0.25)  # kept as it was
+
+    def test_corrupted_shard_file_gets_a_clear_error_and_forced_fixes_it(self, model,
+                                                                          tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, shard=(0, 2), verbose=0)
+        runner.ana(output_energy, ratios=RATIOS, shard=(1, 2), verbose=0)
+        first, path = result_files(str(tmp_path))
+        with open(path, "w") as f:
+            f.write('{"format": "vai_optimizer_tf.sensi')
+        with pytest.raises(vot.AnalysisCacheError, match="corrupted.*forced=True") as info:
             runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        assert repr(path) in str(info.value)
+        with pytest.raises(vot.AnalysisCacheError, match="corrupted") as info:
+            runner.prune(ratio=0.3)
+        assert repr(path) in str(info.value)
+        evaluate = CountingEval()
+        runner.ana(evaluate, ratios=RATIOS, forced=True, verbose=0)
+        assert evaluate.calls == N_STEPS
+        assert os.path.exists(path + ".corrupted") and os.path.exists(first)
+        assert isinstance(runner.prune(ratio=0.3), keras.Model)
+
+    @pytest.mark.parametrize("edit, problem", [
+        (lambda d: d["results"].update(expand="oops"), "results\\['expand'\\] must be an object"),
+        (lambda d: d["results"]["expand"].update({"0.5000": "0.9"}), "must be a finite number"),
+        (lambda d: d["results"]["expand"].update({"half": 0.9}), "has ratio 'half'"),
+        (lambda d: d.update(baseline="high"), "\"baseline\" must be a finite number"),
+        (lambda d: d.update(results=[1, 2]), "'results' must be an object"),
+        (lambda d: d["key"].pop("weights_digest"), "key field 'weights_digest'"),
+        (lambda d: d["indices"].update(expand="7"), "indices\\['expand'\\]"),
+        (lambda d: d.clear(), "\"format\" is None"),
+    ])
+    def test_hand_edited_file_with_wrong_types_gets_a_clear_error(self, model, tmp_path, edit,
+                                                                  problem):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        (path,) = result_files(str(tmp_path))
+        with open(path) as f:
+            data = json.load(f)
+        edit(data)
+        with open(path, "w") as f:
+            json.dump(data, f)
+        for call in (lambda: runner.ana(output_energy, ratios=RATIOS, verbose=0),
+                     runner.sensitivity, lambda: runner.prune(ratio=0.3)):
+            with pytest.raises(vot.AnalysisCacheError, match=problem) as info:
+                call()
+            assert repr(path) in str(info.value) and "Delete" in str(info.value)
+        os.remove(path)  # the first fix the message gives
+        evaluate = CountingEval()
+        runner.ana(evaluate, ratios=RATIOS, verbose=0)
+        assert evaluate.calls == N_STEPS
+
+
+class TestSensitivityCache:
+
+    KEY = {"graph_digest": "g", "weights_digest": "w", "criterion": "l1", "mode": "max"}
+
+    def test_json_round_trip(self):
+        cache = SensitivityCache(self.KEY)
+        cache.record(BASELINE, 0.0, 0.9, time=10.0)
+        cache.record("conv1", 0.25, 0.8, index=3, time=11.0)
+        cache.record("conv1", 0.5, 0.6, index=3, time=12.0)
+        again = SensitivityCache.from_json(json.loads(json.dumps(cache.to_json())))
+        assert again.to_json() == cache.to_json()
+        assert again.ratios == [0.25, 0.5] and again.groups == ["conv1"]
+        assert again.time_of("conv1", 0.5) == 12.0 and again.indices == {"conv1": 3}
+
+    def test_merge_keeps_the_later_record_of_a_step_and_every_other_step(self):
+        old, new = SensitivityCache(self.KEY), SensitivityCache(self.KEY)
+        old.record(BASELINE, 0.0, 0.9, time=1.0)
+        old.record("conv1", 0.25, 0.8, time=1.0)
+        old.record("conv1", 0.5, 0.6, time=1.0)
+        new.record(BASELINE, 0.0, 0.95, time=2.0)
+        new.record("conv1", 0.5, 0.7, time=2.0)
+        for first, second in ((old, new), (new, old)):
+            merged = SensitivityCache(self.KEY)
+            merged.merge(first)
+            merged.merge(second)
+            assert merged.baseline == 0.95
+            assert merged.metric("conv1", 0.5) == 0.7 and merged.metric("conv1", 0.25) == 0.8
+
+    def test_older_keys_with_a_grid_still_load(self):
+        cache = SensitivityCache(dict(self.KEY, ratios=[0.5, 0.25]))
+        assert cache.key == self.KEY and cache.ratios == [0.25, 0.5]
 
 
 class TestBadEvalFn:
@@ -145,7 +278,8 @@ class TestBadEvalFn:
         with pytest.raises(vot.AnalysisError, match="group 'stem' pruned by 50%") as info:
             runner.ana(flaky, ratios=RATIOS, verbose=0)
         assert message in str(info.value)
-        with open(cache_path(str(tmp_path))) as f:
+        (path,) = result_files(str(tmp_path))
+        with open(path) as f:
             saved = json.load(f)
         assert saved["baseline"] is not None
         assert list(saved["results"]["stem"]) == ["0.2500"]
@@ -164,69 +298,31 @@ class TestBadEvalFn:
     @pytest.mark.parametrize("kwargs, message", [
         ({"ratios": (0.5, 1.0)}, "Invalid `ratios`"),
         ({"ratios": ()}, "Invalid `ratios`"),
+        ({"ratios": (float("nan"),)}, "Invalid `ratios`.*nan"),
+        ({"ratios": (0.5, float("inf"))}, "Invalid `ratios`.*inf"),
+        ({"ratios": (True,)}, "Invalid `ratios`"),
+        ({"ratios": 0.5}, "Invalid `ratios`"),
+        ({"ratios": "0.5"}, "Invalid `ratios`"),
+        ({"ratios": (0.00001,)}, "Invalid `ratios`.*rounded"),
         ({"shard": (2, 2)}, "Invalid `shard`"),
         ({"mode": "best"}, "Invalid `mode`"),
+        ({"criterion": "l3"}, "Invalid `criterion`"),
     ])
-    def test_bad_arguments(self, model, tmp_path, kwargs, message):
+    def test_bad_arguments_touch_no_file(self, model, tmp_path, kwargs, message):
         runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        runner.ana(output_energy, ratios=RATIOS, verbose=0)
+        before = snapshot(str(tmp_path))
         with pytest.raises(ValueError, match=message):
             runner.ana(output_energy, verbose=0, **kwargs)
+        assert snapshot(str(tmp_path)) == before
+        again = CountingEval()
+        runner.ana(again, ratios=RATIOS, verbose=0)
+        assert again.calls == 0
 
     def test_eval_fn_must_be_callable(self, model, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
         with pytest.raises(ValueError, match="Invalid `eval_fn`"):
             runner.ana(0.5)
-
-
-def _run_worker(workspace, log, sleep, shard=None):
-    args = [sys.executable, WORKER, workspace, log, str(sleep)]
-    if shard:
-        args += [str(shard[0]), str(shard[1])]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _calls(log):
-    if not os.path.exists(log):
-        return 0
-    with open(log) as f:
-        return sum(1 for _ in f)
-
-
-class TestProcesses:
-
-    def test_sigkilled_run_resumes_without_repeating_finished_steps(self, tmp_path):
-        workspace, log = str(tmp_path / "ws"), str(tmp_path / "calls.log")
-        proc = _run_worker(workspace, log, sleep=0.3)
-        deadline = time.time() + 120
-        while _calls(log) < 5 and time.time() < deadline:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert 5 <= _calls(log) < N_STEPS
-        with open(cache_path(workspace)) as f:
-            saved = json.load(f)  # the file is whole: written atomically
-        finished = (saved["baseline"] is not None) + sum(len(v) for v in saved["results"].values())
-        killed_at = _calls(log)
-        resumed = _run_worker(workspace, log, sleep=0.0)
-        assert resumed.wait(timeout=120) == 0, resumed.stderr.read().decode()[-2000:]
-        # Only the step in flight when killed (if any) is repeated.
-        assert _calls(log) - killed_at == N_STEPS - finished
-        assert finished >= killed_at - 1
-
-    def test_two_processes_split_the_steps_and_prune_merges_them(self, model, tmp_path):
-        workspace, log = str(tmp_path / "ws"), str(tmp_path / "calls.log")
-        procs = [_run_worker(workspace, log, 0.0, shard=(i, 2)) for i in range(2)]
-        for p in procs:
-            assert p.wait(timeout=180) == 0, p.stderr.read().decode()[-2000:]
-        assert _calls(log) == N_STEPS
-        files = sorted(f for f in os.listdir(os.path.join(workspace, "ana")) if f.endswith(".json"))
-        assert files == ["sensitivity.shard-0-of-2.json", "sensitivity.shard-1-of-2.json"]
-        runner = vot.IterativePruningRunner(model, workspace=workspace)
-        sparse = runner.prune(ratio=0.3)
-        assert isinstance(sparse, keras.Model)
-        merged = CountingEval()
-        runner.ana(merged, ratios=RATIOS, verbose=0)
-        assert merged.calls == 0
 
 
 @pytest.fixture(scope="module")
@@ -284,15 +380,24 @@ class TestPrune:
         for group in data["groups"].values():
             assert len(group["kept"]) % 2 == 0 or len(group["kept"]) == group["width"]
 
-    def test_threshold_keeps_every_group_within_its_analysed_drop(self, model, analysed):
+    @pytest.mark.parametrize("threshold", [0.01, 0.02, 0.05, 0.2])
+    def test_threshold_keeps_every_group_within_its_analysed_drop(self, model, analysed,
+                                                                  threshold):
         runner = vot.IterativePruningRunner(model, workspace=analysed)
         cache = runner.sensitivity()
-        runner.prune(threshold=0.05)
+        runner.prune(threshold=threshold)
         spec = vot.PruningSpec.load(runner.latest_spec_path())
+        assert spec.groups  # something was pruned
         for name, group in spec.groups.items():
             ratio = 1 - len(group.kept) / group.width
-            analysed_ratios = [r for r in cache.ratios if r <= ratio + 1e-9]
-            assert all(cache.drop(name, r) <= 0.05 + 1e-6 for r in analysed_ratios[:-1])
+            # Every analysed ratio up to the one actually pruned, that one included ...
+            for r in cache.ratios:
+                if r <= ratio + 1e-9:
+                    assert cache.drop(name, r) <= threshold, (name, r, ratio)
+            # ... and the pruned ratio itself, on the monotone piecewise-linear drop curve.
+            drops = np.maximum.accumulate([0.0] + [max(cache.drop(name, r), 0.0)
+                                                   for r in cache.ratios])
+            assert np.interp(ratio, [0.0] + cache.ratios, drops) <= threshold + 1e-6
 
     def test_without_analysis_prune_says_what_to_do(self, model, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
@@ -374,3 +479,37 @@ class TestIterativePruning:
             assert set(spec2.groups[name].kept) <= set(g.kept)
         slim = runner2.get_slim_model(weights_from=step2)
         assert model_utils.max_relative_difference(step2, slim, X) < 1e-5
+
+    @pytest.mark.parametrize("same_runner", [True, False])
+    def test_backtracking_to_an_earlier_iteration_prunes_from_its_weights(
+            self, analysed, tmp_path, same_runner):
+        import shutil
+        workspace = str(tmp_path / "ws")
+        shutil.copytree(analysed, workspace)
+        y = np.random.RandomState(2).randint(0, 10, len(X))
+
+        def fine_tune(m):
+            m.compile(optimizer=keras.optimizers.SGD(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            m.fit(X, y, epochs=1, batch_size=8, verbose=0)
+            return m
+
+        first = vot.IterativePruningRunner(small_resnet(), workspace=workspace)
+        weights1 = fine_tune(first.prune(ratio=0.3)).get_weights()
+        spec1 = vot.PruningSpec.load(first.latest_spec_path())
+        model = small_resnet()
+        model.set_weights(weights1)
+        runner = vot.IterativePruningRunner(model, workspace=workspace)
+        fine_tune(runner.prune(ratio=0.7))      # a step too far: say accuracy collapsed
+
+        model.set_weights(weights1)             # back to the first iteration's weights
+        if not same_runner:
+            runner = vot.IterativePruningRunner(model, workspace=workspace)
+        sparse = runner.prune(ratio=0.5)        # and a smaller step from there
+        spec3 = vot.PruningSpec.load(runner.latest_spec_path())
+        assert abs(spec3.metadata["flops_reduction"] - 0.5) <= 0.01
+        assert spec3.metadata["analysis_key"] == spec1.metadata["analysis_key"]
+        for name, g in spec1.groups.items():
+            assert set(spec3.groups[name].kept) <= set(g.kept)
+        slim = runner.get_slim_model(weights_from=sparse)
+        assert model_utils.max_relative_difference(sparse, slim, X) < 1e-5

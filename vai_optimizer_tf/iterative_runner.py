@@ -5,8 +5,6 @@ import numbers
 import os
 import time
 
-import numpy as np
-
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.analysis import sensitivity_analysis as analysis_lib
 from vai_optimizer_tf.analysis.analyzer import Analyzer
@@ -15,7 +13,7 @@ from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
 from vai_optimizer_tf.masks.mask_state import MaskState
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.masks.sparse_model import build_sparse_model
-from vai_optimizer_tf.planning import importance
+from vai_optimizer_tf.planning import importance, spec_history
 from vai_optimizer_tf.planning.flops_plan import plan_flops_reduction
 from vai_optimizer_tf.planning.ratio_search import RatioSearch, drop_curves
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec, as_spec
@@ -126,12 +124,16 @@ class IterativePruningRunner:
         """Measures the metric with each prunable group pruned alone at each ratio.
 
         The baseline is evaluated once, then every (group, ratio) step, on one
-        evaluation copy of the model whose weights are masked in place. After
-        every step the results are written atomically to
-        `<workspace>/ana/sensitivity.json`, so a killed run resumes where it
-        stopped. Results are keyed by the graph, the weights, the ratio grid,
-        the criterion and the mode: an analysis of other weights is never
-        reused.
+        evaluation copy of the model whose weights are masked in place. Each
+        step is stored under `<workspace>/ana/` as soon as it is measured, in
+        a file only this process writes (atomically), so a killed run
+        resumes. Results are keyed by the graph, the weights as they are now,
+        the criterion and the mode, and stored per step: a new ratio grid
+        reuses every step it shares with earlier runs, and nothing is
+        overwritten. Several processes or machines may run `ana` on one
+        workspace at once: steps are claimed before they are evaluated, so
+        none is evaluated twice, and each call returns when its share is
+        finished (see docs/user_guide.md).
 
         Args:
           eval_fn: `fn(model) -> float`. It receives a Keras model (compiled
@@ -139,13 +141,15 @@ class IterativePruningRunner:
             accuracy on a validation set.
           excludes: Layers (names or objects) whose groups are not analysed.
             Defaults to none.
-          forced: Recompute every step even when cached results exist.
-            Defaults to `False`.
+          forced: Recompute every step of this analysis (this grid) even when
+            results exist; other analyses are kept, and unreadable result
+            files of this analysis are moved aside. Defaults to `False`.
           ratios: Fractions of each group's channels to prune. Defaults to
             0.1, 0.2, ..., 0.9.
           shard: `(i, n)` to run only the i-th of n interleaved shares of the
             steps, so n processes (or machines with a shared workspace) split
-            the work; `prune` merges the shards. Defaults to all steps.
+            the work; `prune` merges the shards, and `merge_analysis` reports
+            the steps still missing. Defaults to all steps.
           mode: `"max"` when a higher metric is better (accuracy), `"min"`
             when lower is better (loss, error). Defaults to `"max"`.
           criterion: Importance criterion that picks the pruned channels.
@@ -154,34 +158,65 @@ class IterativePruningRunner:
             Defaults to `1`.
 
         Returns:
-          The `SensitivityCache` of this process's steps (all steps when not
-          sharded); `.table(...)` formats it.
+          The `SensitivityCache` of the analysis on this grid, with every
+          step any process has finished (all of them, unless `shard` is
+          given); `.table(...)` formats it and `.missing_steps()` lists the
+          steps not finished yet.
 
         Raises:
+          ValueError: for a bad argument, before any file is touched.
           AnalysisError: when `eval_fn` raises or returns NaN or a non-number;
             the message names the group and ratio. Finished steps are kept.
-          AnalysisCacheError: when a cache file is corrupted.
+          AnalysisCacheError: when a result file is corrupted; the message
+            names it and the fix.
         """
         if not callable(eval_fn):
             raise ValueError(f"Invalid `eval_fn`: expected a callable model -> float. "
                              f"Received: eval_fn={eval_fn!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"Invalid `mode`: expected 'max' (higher is better) or 'min'. "
-                             f"Received: mode={mode!r}")
-        ratios = analysis_lib.check_ratios(ratios)
+        ratios = analysis_lib.check_analysis_args(ratios, mode, criterion)
         shard = analysis_lib.check_shard(shard)
-        importance.get_criterion(criterion)
         return self._analyzer.run(self._deps_for(excludes), eval_fn, ratios, criterion, mode,
-                                  shard, forced, verbose)
+                                  shard, bool(forced), verbose)
+
+    def merge_analysis(self, ratios=DEFAULT_RATIOS, excludes=None, mode="max", criterion="l1",
+                       verbose=1):
+        """Merges what every process or shard of `ana` stored, evaluating nothing.
+
+        Use it after `ana(eval_fn, shard=(i, n))` ran on several processes or
+        machines. When no step is missing, it writes `sensitivity.csv` (and
+        `.png`) and prints the table.
+
+        Args:
+          ratios: The grid to check. Defaults to 0.1, 0.2, ..., 0.9.
+          excludes: The `excludes` given to `ana`. Defaults to none.
+          mode: The `mode` given to `ana`. Defaults to `"max"`.
+          criterion: The `criterion` given to `ana`. Defaults to `"l1"`.
+          verbose: 1 prints the table when complete. Defaults to `1`.
+
+        Returns:
+          The merged `SensitivityCache` on this grid; `missing_steps()` lists
+          the `(group, ratio)` steps no process has finished.
+
+        Raises:
+          ValueError: for a bad argument.
+          AnalysisCacheError: when a result file is corrupted.
+        """
+        ratios = analysis_lib.check_analysis_args(ratios, mode, criterion)
+        return self._analyzer.merged(self._deps_for(excludes), ratios, criterion, mode, verbose)
 
     def sensitivity(self):
         """The sensitivity analysis `prune` would use (a `SensitivityCache`), or None.
 
+        That is the analysis of the model's current weights (all ratios
+        merged), or of the saved spec whose sparse weights the model holds.
+
         Raises:
-          AnalysisCacheError: when the workspace only holds analyses of other
-            weights of this model.
+          AnalysisCacheError: when only analyses of other weights exist, or a
+            result file is corrupted.
         """
-        return self._analyzer.find(self._previous_spec())
+        weights = self._adapter.all_weights()
+        return self._analyzer.find(self._analyzer.weights_digest(),
+                                   self._previous_spec(weights))
 
     # Pruning ---------------------------------------------------------------------
 
@@ -200,9 +235,10 @@ class IterativePruningRunner:
         rounding steps allow it; otherwise the closest plan is kept and a
         `UserWarning` names the reduction reached (see `summary()`).
         Iterative pruning: when this runner's model holds the fine-tuned
-        weights of the latest spec's sparse model, the analysis of the
-        original baseline is reused and the channels pruned before stay
-        pruned.
+        weights of the sparse model of a spec saved in the workspace (the
+        latest one, or an earlier one to back off after an accuracy
+        collapse), the analysis of the original baseline is reused and the
+        channels that spec pruned stay pruned.
 
         Args:
           ratio: FLOPs reduction to reach: the pruned model has
@@ -252,8 +288,9 @@ class IterativePruningRunner:
         criterion_name, _ = importance.get_criterion(criterion)
         start = time.time()
         deps = self._deps_for(excludes)
-        previous = self._previous_spec()
-        cache = self._analyzer.find(previous)
+        weights = self._adapter.all_weights()
+        previous = self._previous_spec(weights)
+        cache = self._analyzer.find(self._analyzer.weights_digest(), previous, criterion)
         if cache is None:
             raise errors.AnalysisCacheError(
                 f"No sensitivity analysis of this model in workspace {self.workspace!r}. Run "
@@ -268,7 +305,7 @@ class IterativePruningRunner:
             kept = RatioSearch(deps.prunable_groups, WidthFlops(deps), curves, channel_divisible,
                                max_ratio=max(cache.ratios),
                                upper_bounds=upper).for_threshold(float(threshold))
-        spec = build_spec(deps, self._adapter.all_weights(), kept, criterion, channel_divisible,
+        spec = build_spec(deps, weights, kept, criterion, channel_divisible,
                           self.graph.name, self.model_digest, previous)
         self._record_metadata(spec, cache, ratio, threshold, time.time() - start)
         if spec_path is None:
@@ -295,23 +332,10 @@ class IterativePruningRunner:
         """Path of the spec `prune` saved last in this workspace, or None."""
         return self._workspace.latest_spec_path()
 
-    def _previous_spec(self):
-        """The latest spec, if this model holds that spec's sparse weights."""
-        path = self.latest_spec_path()
-        if path is None or not os.path.exists(path):
-            return None
-        spec = PruningSpec.load(path)
-        if spec.model_digest != self.model_digest or not spec.groups:
-            return None
-        spec = spec.renamed(self._deps)
-        plan = SlicePlan(self._deps, spec.kept_by_group(self._deps))
-        weights = self._adapter.all_weights()
-        masked = plan.masked_weights(weights)
-        producers = {p for name in spec.groups for p in self._deps.group(name).producers}
-        for path in producers & set(masked):
-            if not all(np.array_equal(a, b) for a, b in zip(weights[path], masked[path])):
-                return None
-        return spec
+    def _previous_spec(self, weights):
+        """The saved spec whose fine-tuned sparse weights this model holds, or None."""
+        return spec_history.find_previous_spec(self._workspace.saved_spec_paths(), self._deps,
+                                               self.model_digest, weights)
 
     # Specs without analysis ---------------------------------------------------------
 
@@ -516,7 +540,7 @@ class IterativePruningRunner:
         curves, max_ratio = None, 0.9
         if use_analysis is not False:
             try:
-                cache = self._analyzer.find(None)
+                cache = self._analyzer.find(self._analyzer.weights_digest())
             except errors.AnalysisCacheError:
                 if use_analysis:
                     raise

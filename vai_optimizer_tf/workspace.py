@@ -1,17 +1,21 @@
 """`Workspace`: the folder where analyses, specs and the latest-spec pointer live.
 
-    <workspace>/ana/sensitivity*.json   analysis caches (one per process/shard)
-    <workspace>/ana/sensitivity.csv     the sensitivity table
-    <workspace>/specs/*.json            specs written by `prune`
-    <workspace>/latest_spec.json        which spec `prune` wrote last
+    <workspace>/ana/sensitivity-<key>.<writer>.json   analysis results, one file per process
+    <workspace>/ana/claims/<key>/                      steps being evaluated now
+    <workspace>/ana/sensitivity.csv, .png              the latest complete analysis's reports
+    <workspace>/specs/*.json                           specs written by `prune`
+    <workspace>/specs/index/*.json                     where every spec `prune` saved lives
+    <workspace>/latest_spec.json                       which spec `prune` wrote last
 
 Every file is written atomically, so any process may be killed at any time.
 """
 
+import glob
+import hashlib
 import json
 import os
 
-from vai_optimizer_tf.analysis.sensitivity_cache import SensitivityCache
+from vai_optimizer_tf import errors
 from vai_optimizer_tf.utils import atomic
 
 _LATEST = "latest_spec.json"
@@ -35,29 +39,48 @@ class Workspace:
         return os.path.join(self.path, "specs", f"{model_name}.{label}.json")
 
     def set_latest_spec(self, spec_path):
-        atomic.write_json_atomic(os.path.join(self.path, _LATEST),
-                                 {"spec_path": os.path.abspath(spec_path)})
+        """Points `latest_spec.json` at `spec_path`, and records it among the saved specs."""
+        spec_path = os.path.abspath(spec_path)
+        name = hashlib.sha256(spec_path.encode()).hexdigest()[:16]
+        atomic.write_json_atomic(os.path.join(self.path, "specs", "index", f"{name}.json"),
+                                 {"spec_path": spec_path})
+        atomic.write_json_atomic(os.path.join(self.path, _LATEST), {"spec_path": spec_path})
 
     def latest_spec_path(self):
         """Path of the spec `prune` saved last, or None."""
-        pointer = os.path.join(self.path, _LATEST)
-        if not os.path.exists(pointer):
-            return None
-        with open(pointer) as f:
-            return json.load(f).get("spec_path")
+        return _read_pointer(os.path.join(self.path, _LATEST))
 
-    def analyses(self, graph_digest):
-        """Every analysis of a graph in this workspace, shards merged, one per key."""
-        folder = self.analysis_folder
-        by_key = {}
-        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        for name in names:
-            if name.startswith("sensitivity") and name.endswith(".json"):
-                cache = SensitivityCache.load(os.path.join(folder, name))
-                if cache.key.get("graph_digest") != graph_digest:
-                    continue
-                key = json.dumps(cache.key, sort_keys=True)
-                if key not in by_key:
-                    by_key[key] = SensitivityCache(cache.key)
-                by_key[key].merge(cache)
-        return list(by_key.values())
+    def saved_spec_paths(self):
+        """Every spec saved in or recorded by this workspace, the latest first."""
+        paths = [self.latest_spec_path()]
+        paths += sorted(glob.glob(os.path.join(glob.escape(self.path), "specs", "*.json")))
+        for pointer in sorted(glob.glob(os.path.join(glob.escape(self.path), "specs", "index",
+                                                     "*.json"))):
+            paths.append(_read_pointer(pointer))
+        seen, out = set(), []
+        for path in paths:
+            if path is None or not os.path.isfile(path):
+                continue
+            real = os.path.realpath(path)
+            if real not in seen:
+                seen.add(real)
+                out.append(path)
+        return out
+
+
+def _read_pointer(pointer):
+    if not os.path.exists(pointer):
+        return None
+    try:
+        with open(pointer, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise errors.SpecFormatError(
+            f"Spec pointer {pointer!r} is corrupted ({e}). Delete it; run runner.prune() "
+            "again to write it.") from e
+    path = data.get("spec_path") if isinstance(data, dict) else None
+    if not isinstance(path, str):
+        raise errors.SpecFormatError(
+            f"Spec pointer {pointer!r} has no \"spec_path\" string. Delete it; run "
+            "runner.prune() again to write it.")
+    return path

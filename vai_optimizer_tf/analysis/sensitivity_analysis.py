@@ -6,19 +6,29 @@ weights of the layers the group touches with their masked values, call
 `eval_fn`, and put the original values back. No cloning, recompiling or
 `clear_session` per step, so a step costs one `eval_fn` call plus a few
 weight assignments.
+
+Any number of processes (on one machine, or on several machines sharing the
+workspace) may run the same analysis at once: they claim steps before
+evaluating them (`StepClaims`) and each writes its own file (`AnalysisStore`),
+so no finished step is lost and no step is evaluated twice.
 """
 
+import logging
 import math
 import numbers
-import os
+import time
 
 import numpy as np
 from tf_keras.utils import Progbar
 
 from vai_optimizer_tf import errors
-from vai_optimizer_tf.analysis.sensitivity_cache import BASELINE, SensitivityCache
+from vai_optimizer_tf.analysis.sensitivity_cache import BASELINE, SensitivityCache, ratio_key
+from vai_optimizer_tf.analysis.step_claims import StepClaims
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.planning import importance
+
+POLL_SECONDS = 0.5  # how often a run waiting for other processes' steps looks again
+logger = logging.getLogger("vai_optimizer_tf")
 
 
 def as_metric(value, group, ratio):
@@ -45,26 +55,33 @@ def as_metric(value, group, ratio):
 
 
 class SensitivityAnalysis:
-    """One analysis run over `steps`, saving after each.
+    """One process's run over `steps`, coordinated with other processes.
+
+    Before each step the run re-reads every process's file of the analysis,
+    then claims the first step nobody has finished or claimed
+    (`StepClaims`), evaluates it, and rewrites its own file atomically. Steps
+    other live processes hold are waited for, so when `run` returns every
+    step is finished (by this process or another) and no step was
+    evaluated twice, unless a process died holding it.
 
     Args:
       adapter: The runner's `TfKerasAdapter`.
       deps: The `DependencyGraph` (excludes applied).
-      cache: The `SensitivityCache` to fill (may hold finished steps).
-      cache_path: Where to save it.
+      store: The `AnalysisStore` of the analysis key.
       criterion: Importance criterion used to pick the pruned channels.
       verbose: 0 silent, 1 progress bar.
     """
 
-    def __init__(self, adapter, deps, cache, cache_path, criterion="l1", verbose=1):
+    def __init__(self, adapter, deps, store, criterion="l1", verbose=1):
         self.adapter = adapter
         self.deps = deps
-        self.cache = cache
-        self.cache_path = cache_path
+        self.store = store
         self.criterion = criterion
         self.verbose = verbose
+        self.evaluations = 0
         self._weights = adapter.all_weights()
         self._scores = {}
+        self._own = SensitivityCache(store.key)
 
     def _kept(self, group, ratio):
         if group.name not in self._scores:
@@ -73,22 +90,72 @@ class SensitivityAnalysis:
         keep = importance.kept_count(group.width, ratio)
         return importance.select_channels(self._scores[group.name], keep)
 
-    def run(self, steps, eval_fn):
-        """Evaluates every step not yet in the cache; returns the cache."""
-        todo = self.cache.missing_steps(steps)
-        if not todo:
-            return self.cache
-        model = self.adapter.rebuild()
-        self.adapter.compile_like_source(model)
-        progress = (Progbar(len(todo), unit_name="step", stateful_metrics=["ratio"])
+    def _step_id(self, step):
+        name, ratio = step
+        if name == BASELINE:
+            return "baseline"
+        return f"g{self.deps.group(name).index}-{ratio_key(ratio)}"
+
+    def run(self, steps, eval_fn, since=None):
+        """Evaluates every step of `steps` that no process has finished (since `since`).
+
+        Args:
+          steps: `(group, ratio)` pairs, the baseline as `("__baseline__", 0.0)`.
+          eval_fn: `fn(model) -> float`.
+          since: Only records made at or after this time count as finished
+            (`forced=True`). Defaults to any record.
+
+        Returns:
+          The merged `SensitivityCache` of every process.
+        """
+        steps = list(steps)
+        claims = StepClaims(self.store.claims_folder, self.store.writer)
+        progress = (Progbar(len(steps), unit_name="step", stateful_metrics=["ratio"])
                     if self.verbose else None)
-        for i, (name, ratio) in enumerate(todo):
-            index = None if name == BASELINE else self.deps.group(name).index
-            self.cache.record(name, ratio, self._evaluate(model, name, ratio, eval_fn), index)
-            self.cache.save(self.cache_path)
-            if progress is not None:
-                progress.update(i + 1, values=None if name == BASELINE else [("ratio", ratio)])
-        return self.cache
+        model, waiting = None, False
+        with claims.heartbeat():
+            while True:
+                merged = self.store.read()
+                todo = [s for s in steps if not merged.has(*s, since=since)]
+                if progress is not None:
+                    progress.update(len(steps) - len(todo))
+                if not todo:
+                    return merged
+                step = self._claim(claims, todo, since)
+                if step is None:
+                    if not waiting:
+                        logger.info("Waiting for %d analysis steps that other processes are "
+                                    "evaluating.", len(todo))
+                    waiting = True
+                    time.sleep(POLL_SECONDS)
+                    continue
+                waiting = False
+                if model is None:
+                    model = self.adapter.rebuild()
+                    self.adapter.compile_like_source(model)
+                try:
+                    self._record(step, self._evaluate(model, *step, eval_fn))
+                finally:
+                    claims.release()
+
+    def _claim(self, claims, todo, since):
+        """Claims the first step of `todo` no live process holds, or returns None."""
+        for step in todo:
+            if not claims.try_claim(self._step_id(step)):
+                continue
+            # Another process may have finished it between our read and our claim.
+            if self.store.read().has(*step, since=since):
+                claims.release()
+                continue
+            return step
+        return None
+
+    def _record(self, step, value):
+        name, ratio = step
+        index = None if name == BASELINE else self.deps.group(name).index
+        self._own.record(name, ratio, value, index, time.time())
+        self.store.save(self._own)
+        self.evaluations += 1
 
     def _evaluate(self, model, name, ratio, eval_fn):
         if name == BASELINE:
@@ -129,6 +196,7 @@ def analysis_steps(group_names, ratios, shard=None):
 
 
 def check_shard(shard):
+    """Validates `shard`: None, or a pair `(i, n)` of ints with 0 <= i < n."""
     if shard is None:
         return None
     if (not isinstance(shard, (tuple, list)) or len(shard) != 2
@@ -140,33 +208,30 @@ def check_shard(shard):
 
 
 def check_ratios(ratios):
-    try:
-        values = sorted({round(float(r), 4) for r in ratios})
-    except (TypeError, ValueError):
-        raise ValueError(f"Invalid `ratios`: expected a sequence of floats in (0, 1). "
-                         f"Received: ratios={ratios!r}") from None
-    if not values or values[0] <= 0 or values[-1] >= 1:
-        raise ValueError(f"Invalid `ratios`: expected a non-empty sequence of floats in (0, 1). "
-                         f"Received: ratios={ratios!r}")
-    return values
+    """Validates the ratio grid; returns it sorted, rounded to 4 decimals, without duplicates."""
+    expected = "a non-empty sequence of floats in (0, 1)"
+    if isinstance(ratios, (str, bytes)) or not hasattr(ratios, "__iter__"):
+        raise ValueError(f"Invalid `ratios`: expected {expected}. Received: ratios={ratios!r}")
+    values = list(ratios)
+    if not values:
+        raise ValueError(f"Invalid `ratios`: expected {expected}. Received: ratios={ratios!r}")
+    for r in values:
+        if (isinstance(r, bool) or not isinstance(r, numbers.Real) or not math.isfinite(r)
+                or not 0 < r < 1):
+            raise ValueError(f"Invalid `ratios`: expected {expected}; {r!r} is not. "
+                             f"Received: ratios={ratios!r}")
+    rounded = sorted({round(float(r), 4) for r in values})
+    if rounded[0] <= 0 or rounded[-1] >= 1:
+        raise ValueError(f"Invalid `ratios`: expected {expected} that stay inside (0, 1) when "
+                         f"rounded to 4 decimals. Received: ratios={ratios!r}")
+    return rounded
 
 
-def cache_folder(workspace):
-    return os.path.join(workspace, "ana")
-
-
-def load_cache(workspace, key, shard, forced, log, deps):
-    """The cache to continue for this process (its own file), and its path."""
-    folder = cache_folder(workspace)
-    path = os.path.join(folder, SensitivityCache.file_name(shard))
-    if not forced and os.path.exists(path):
-        cache = SensitivityCache.load(path)
-        if cache.key == key:
-            return cache.renamed(deps), path
-        stale = path + f".stale-{cache.key.get('weights_digest', 'unknown')}"
-        os.replace(path, stale)
-        log(f"The sensitivity cache in {folder!r} was made for other weights, graph or ratios; "
-            f"it was moved to {stale!r} and the analysis starts over.")
-    elif forced and os.path.exists(path):
-        os.remove(path)
-    return SensitivityCache(key), path
+def check_analysis_args(ratios, mode, criterion):
+    """Validates the arguments `ana` and `merge_analysis` share; returns the ratio grid."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"Invalid `mode`: expected 'max' (higher is better) or 'min'. "
+                         f"Received: mode={mode!r}")
+    ratios = check_ratios(ratios)
+    importance.get_criterion(criterion)
+    return ratios

@@ -57,20 +57,57 @@ def _eval_fn(flags, model, required, user_fn):
     return None, None
 
 
-def ana(flags, log):
-    user_fn = _user_eval_fn(flags)
-    model = load_model(flags.model)
-    eval_fn, _ = _eval_fn(flags, model, True, user_fn)
+def _ana_ratios(flags):
     try:
-        ratios = tuple(float(r) for r in flags.ana_ratios)
+        return tuple(float(r) for r in flags.ana_ratios)
     except ValueError as e:
         raise CliError(f"--ana_ratios: expected comma-separated floats in (0, 1). "
                        f"Received: {','.join(flags.ana_ratios)}") from e
+
+
+def _describe_steps(steps, limit=8):
+    from vai_optimizer_tf.analysis import sensitivity_cache  # pylint: disable=import-outside-toplevel
+    names = ["baseline" if g == sensitivity_cache.BASELINE else f"{g} at {r:.0%}"
+             for g, r in steps]
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def ana(flags, log):
+    from vai_optimizer_tf.cli.flags import parse_shard  # pylint: disable=import-outside-toplevel
+    if flags.merge and flags.shard:
+        raise CliError("--merge reads what every shard wrote; drop --shard.")
+    if flags.merge and flags.forced:
+        raise CliError("--merge evaluates nothing; drop --forced.")
+    user_fn = None if flags.merge else _user_eval_fn(flags)
+    ratios = _ana_ratios(flags)
+    model = load_model(flags.model)
     runner = _runner(model, flags)
-    runner.ana(eval_fn, excludes=flags.excludes or None, forced=flags.forced, ratios=ratios,
-               mode=flags.metric_mode, criterion=flags.criterion)
-    log(f"analysis of {len(runner.prunable_groups)} groups saved in "
-        f"{os.path.join(flags.workspace, 'ana')}")
+    folder = os.path.join(flags.workspace, "ana")
+    if flags.merge:
+        cache = runner.merge_analysis(ratios=ratios, excludes=flags.excludes or None,
+                                      mode=flags.metric_mode, criterion=flags.criterion)
+        missing = cache.missing_steps()
+        total = 1 + len(cache.groups) * len(cache.ratios)
+        if missing:
+            raise CliError(f"--merge: the analysis in {folder} is incomplete: {len(missing)} of "
+                           f"{total} steps missing: {_describe_steps(missing)}. Run the shards "
+                           "that did not finish (or --action=ana without --shard, which "
+                           "evaluates only the missing steps), then --merge again.")
+        log(f"analysis of {len(cache.groups)} groups merged ({total} steps) in {folder}")
+        return
+    eval_fn, _ = _eval_fn(flags, model, True, user_fn)
+    shard = parse_shard(flags.shard)
+    cache = runner.ana(eval_fn, excludes=flags.excludes or None, forced=flags.forced,
+                       ratios=ratios, shard=shard, mode=flags.metric_mode,
+                       criterion=flags.criterion)
+    if shard is None:
+        log(f"analysis of {len(runner.prunable_groups)} groups saved in {folder}")
+        return
+    total = 1 + len(cache.groups) * len(cache.ratios)
+    done = total - len(cache.missing_steps())
+    log(f"shard {shard[0]}/{shard[1]} done: {done} of {total} steps of the analysis are "
+        f"finished in {folder}. When every shard is done, run --action=ana --merge.")
 
 
 def prune(flags, log):

@@ -68,6 +68,37 @@ flags.DEFINE_enum("metric_mode", "max", ["max", "min"], "ana: 'max' when a highe
                   "value is better (accuracy), 'min' when lower is (loss).", flag_values=FLAGS)
 flags.DEFINE_bool("forced", False, "ana: recompute every step even when cached.",
                   flag_values=FLAGS)
+flags.DEFINE_string("shard", None, "ana: i/n runs only the i-th of n interleaved shares of "
+                    "the steps (0 <= i < n), so n processes or machines sharing --workspace "
+                    "split the work. Then run --action=ana --merge.", flag_values=FLAGS)
+flags.DEFINE_bool("merge", False, "ana: evaluate nothing; merge the results every process and "
+                  "shard wrote, print the table and write the reports, or fail listing the "
+                  "missing steps.", flag_values=FLAGS)
+
+
+def parse_shard(value):
+    """`"i/n"` -> `(i, n)`, or None for None; raises ValueError if malformed."""
+    if value is None:
+        return None
+    parts = value.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(value)
+    i, n = int(parts[0]), int(parts[1])
+    if not 0 <= i < n:
+        raise ValueError(value)
+    return i, n
+
+
+def _valid_shard(value):
+    try:
+        parse_shard(value)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator("shard", _valid_shard, "expected i/n with integers 0 <= i < n, "
+                         "e.g. --shard=0/4", flag_values=FLAGS)
 flags.DEFINE_string("spec", None, "Pruning spec JSON. prune: where to save it (or, without "
                     "--ratio/--threshold, an existing spec to apply); transform and stat: the "
                     "spec to use. Defaults to the latest spec in --workspace for transform.",

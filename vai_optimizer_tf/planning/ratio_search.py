@@ -10,6 +10,7 @@ reduction is the one of the final slim model, not of an unrounded plan.
 """
 
 import logging
+import math
 
 import numpy as np
 
@@ -52,14 +53,17 @@ class DropCurve:
 def drop_curves(cache, deps):
     """Group name -> `DropCurve` from a `SensitivityCache`, for the prunable groups of `deps`.
 
+    Each group's curve uses every ratio analysed for it (analyses over
+    several grids merged), up to its largest.
+
     Raises:
       AnalysisCacheError: when the baseline or every group is missing.
     """
     curves, missing = {}, []
     for group in deps.prunable_groups:
-        if all(cache.has(group.name, r) for r in cache.ratios):
-            curves[group.name] = DropCurve(cache.ratios,
-                                           [cache.drop(group.name, r) for r in cache.ratios])
+        ratios = cache.ratios_of(group.name)
+        if ratios:
+            curves[group.name] = DropCurve(ratios, [cache.drop(group.name, r) for r in ratios])
         else:
             missing.append(group.name)
     if cache.baseline is None or (missing and len(missing) == len(deps.prunable_groups)):
@@ -94,10 +98,21 @@ class RatioSearch:
         self.max_ratio = max_ratio
         self.upper = dict(upper_bounds or {})
 
-    def _kept_for(self, ratios):
+    def _max_ratio(self, name):
+        """The largest ratio group `name` may reach: its analysed range, at most `max_ratio`."""
+        if self.curves is not None and name in self.curves:
+            return min(self.max_ratio, float(self.curves[name].xs[-1]))
+        return self.max_ratio
+
+    def _kept_for(self, ratios, round_up=False):
         kept = {}
         for g in self.groups:
-            k = kept_count(g.width, min(ratios[g.name], self.max_ratio), self.divisible)
+            ratio = min(ratios[g.name], self._max_ratio(g.name))
+            d = self.divisible
+            if round_up and not (d > 1 and g.width <= d):  # never prune past `ratio`
+                k = min(g.width, max(d, int(math.ceil(g.width * (1 - ratio) / d - 1e-9)) * d))
+            else:
+                k = kept_count(g.width, ratio, self.divisible)
             kept[g.name] = min(k, self.upper.get(g.name, g.width))
         return kept
 
@@ -113,8 +128,12 @@ class RatioSearch:
                 for g in self.groups}
 
     def for_threshold(self, threshold):
-        """Kept widths when every group may lose at most `threshold` of the metric."""
-        return self._kept_for(self.ratios_at(threshold))
+        """Kept widths when every group may lose at most `threshold` of the metric.
+
+        Kept widths are rounded up, so no group is pruned past the ratio
+        whose (interpolated) drop is `threshold`.
+        """
+        return self._kept_for(self.ratios_at(threshold), round_up=True)
 
     def for_flops_reduction(self, target):
         """Kept widths whose FLOPs reduction is within about 1 point above `target`.
@@ -169,7 +188,8 @@ class RatioSearch:
 
         def moves_of(name):
             g = by_name[name]
-            low = max(step if g.width > step else 1, int(np.ceil(g.width * (1 - self.max_ratio))))
+            low = max(step if g.width > step else 1,
+                      int(np.ceil(g.width * (1 - self._max_ratio(name)))))
             high = min(g.width, self.upper.get(name, g.width))
             out = []
             if kept[name] + step <= high:
