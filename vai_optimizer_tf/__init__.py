@@ -23,7 +23,7 @@ from vai_optimizer_tf.errors import (AnalysisCacheError, AnalysisError, SpecForm
                                      UnsupportedModelError, VaiOptimizerError)
 from vai_optimizer_tf.graph.registry import Axis, LayerSpec, Role, register_layer
 from vai_optimizer_tf.groups.channel_group import ChannelGroup
-from vai_optimizer_tf.iterative_runner import IterativePruningRunner
+from vai_optimizer_tf.runners.iterative_runner import IterativePruningRunner
 from vai_optimizer_tf.masks.channel_mask import ChannelMask
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec

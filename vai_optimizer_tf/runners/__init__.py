@@ -1,0 +1,1 @@
+"""Pruning runners: one module per method, on a shared `PruningRunner` base."""
