@@ -20,10 +20,10 @@ import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from tests.small_models import small_resnet
-from vai_optimizer_tf.analysis import step_claims
+from vai_optimizer_tf.utils import step_claims
 from vai_optimizer_tf.analysis.analysis_store import AnalysisStore
 from vai_optimizer_tf.analysis.sensitivity_cache import BASELINE, SensitivityCache
-from vai_optimizer_tf.analysis.step_claims import StepClaims
+from vai_optimizer_tf.utils.step_claims import StepClaims
 from vai_optimizer_tf.cli.main import main as cli_main
 
 RATIOS = (0.25, 0.5, 0.75)

@@ -18,40 +18,21 @@ import math
 import numbers
 import time
 
-import numpy as np
 from tf_keras.utils import Progbar
 
-from vai_optimizer_tf import errors
 from vai_optimizer_tf.analysis.sensitivity_cache import BASELINE, SensitivityCache, ratio_key
-from vai_optimizer_tf.analysis.step_claims import StepClaims
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.planning import importance
+from vai_optimizer_tf.utils.claimed_work import run_claimed
+from vai_optimizer_tf.utils.metrics import call_eval_fn
+from vai_optimizer_tf.utils.step_claims import StepClaims
 
-POLL_SECONDS = 0.5  # how often a run waiting for other processes' steps looks again
 logger = logging.getLogger("vai_optimizer_tf")
 
 
-def as_metric(value, group, ratio):
-    """Converts an `eval_fn` result to a float, or raises `AnalysisError`."""
-    where = ("the baseline model" if group == BASELINE
-             else f"group {group!r} pruned by {ratio:.0%}")
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(()).item()
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise errors.AnalysisError(
-            f"eval_fn returned {value!r} (type {type(value).__name__}) for {where}; it must "
-            "return one number, e.g. `return model.evaluate(x, y, verbose=0)[1]`. Finished "
-            "steps are saved; fix eval_fn and call ana() again to resume.")
-    value = float(value)
-    if not math.isfinite(value):
-        raise errors.AnalysisError(
-            f"eval_fn returned {value} for {where}. Finished steps are saved; fix eval_fn "
-            "(or the data) and call ana() again to resume.")
-    return value
+def _where(group, ratio):
+    return ("the baseline model" if group == BASELINE
+            else f"group {group!r} pruned by {ratio:.0%}")
 
 
 class SensitivityAnalysis:
@@ -82,6 +63,7 @@ class SensitivityAnalysis:
         self._weights = adapter.all_weights()
         self._scores = {}
         self._own = SensitivityCache(store.key)
+        self._model = None
 
     def _kept(self, group, ratio):
         if group.name not in self._scores:
@@ -112,43 +94,16 @@ class SensitivityAnalysis:
         claims = StepClaims(self.store.claims_folder, self.store.writer)
         progress = (Progbar(len(steps), unit_name="step", stateful_metrics=["ratio"])
                     if self.verbose else None)
-        model, waiting = None, False
-        with claims.heartbeat():
-            while True:
-                merged = self.store.read()
-                todo = [s for s in steps if not merged.has(*s, since=since)]
-                if progress is not None:
-                    progress.update(len(steps) - len(todo))
-                if not todo:
-                    return merged
-                step = self._claim(claims, todo, since)
-                if step is None:
-                    if not waiting:
-                        logger.info("Waiting for %d analysis steps that other processes are "
-                                    "evaluating.", len(todo))
-                    waiting = True
-                    time.sleep(POLL_SECONDS)
-                    continue
-                waiting = False
-                if model is None:
-                    model = self.adapter.rebuild()
-                    self.adapter.compile_like_source(model)
-                try:
-                    self._record(step, self._evaluate(model, *step, eval_fn))
-                finally:
-                    claims.release()
 
-    def _claim(self, claims, todo, since):
-        """Claims the first step of `todo` no live process holds, or returns None."""
-        for step in todo:
-            if not claims.try_claim(self._step_id(step)):
-                continue
-            # Another process may have finished it between our read and our claim.
-            if self.store.read().has(*step, since=since):
-                claims.release()
-                continue
-            return step
-        return None
+        def do_step(step):
+            if self._model is None:  # built only when this process has a step to do
+                self._model = self.adapter.rebuild()
+                self.adapter.compile_like_source(self._model)
+            self._record(step, self._evaluate(self._model, *step, eval_fn))
+
+        return run_claimed(steps, claims, self.store.read,
+                           lambda merged, step: merged.has(*step, since=since),
+                           self._step_id, do_step, progress, what="analysis steps")
 
     def _record(self, step, value):
         name, ratio = step
@@ -171,15 +126,7 @@ class SensitivityAnalysis:
 
     @staticmethod
     def _call(eval_fn, model, name, ratio):
-        try:
-            value = eval_fn(model)
-        except Exception as e:
-            where = ("the baseline model" if name == BASELINE
-                     else f"group {name!r} pruned by {ratio:.0%}")
-            raise errors.AnalysisError(
-                f"eval_fn raised {type(e).__name__}: {e} while evaluating {where}. Finished "
-                "steps are saved; fix eval_fn and call ana() again to resume.") from e
-        return as_metric(value, name, ratio)
+        return call_eval_fn(eval_fn, model, _where(name, ratio), "call ana() again")
 
 
 def analysis_steps(group_names, ratios, shard=None):

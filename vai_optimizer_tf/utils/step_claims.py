@@ -168,7 +168,7 @@ class StepClaims:
             while not stop.wait(HEARTBEAT):
                 self._refresh()
 
-        thread = threading.Thread(target=beat, name="vai-ana-heartbeat", daemon=True)
+        thread = threading.Thread(target=beat, name="vai-claim-heartbeat", daemon=True)
         thread.start()
         try:
             yield self
