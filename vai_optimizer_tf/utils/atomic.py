@@ -260,6 +260,13 @@ def write_json_atomic(path, obj):
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+class OutputExistsError(FileExistsError):
+    """A `FileExistsError` whose message is one readable sentence; `filename` is the path."""
+
+    def __str__(self):
+        return self.strerror
+
+
 def check_writable(paths, overwrite):
     """Raises `FileExistsError` for the first existing path when `overwrite` is False.
 
@@ -268,15 +275,13 @@ def check_writable(paths, overwrite):
       overwrite: Whether replacing them is allowed.
 
     Raises:
-      FileExistsError: if `overwrite` is False and one of `paths` exists; the
-        exception's `filename` is that path.
+      FileExistsError: (an `OutputExistsError`) if `overwrite` is False and
+        one of `paths` exists; the exception's `filename` is that path.
     """
     if overwrite:
         return
     for path in paths:
         path = os.fspath(path)
         if os.path.lexists(path):
-            error = FileExistsError(f"{path!r} already exists. Pass overwrite=True to replace "
-                                    f"it, or choose another path.")
-            error.filename = path
-            raise error
+            raise OutputExistsError(errno.EEXIST, f"{path!r} already exists. Pass overwrite=True "
+                                    "to replace it, or choose another path.", path)
