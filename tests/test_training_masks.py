@@ -20,6 +20,7 @@ import subprocess
 import sys
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -350,13 +351,18 @@ class TestSaveAndReload:
         assert_pruned_slices_zero(unpruned, spec)
         assert_slim_equals_sparse(runner, spec, unpruned, data[0])
 
-    def test_fresh_process_needs_the_library_imported(self, trained, data, tmp_path):
-        path = str(tmp_path / "sparse.keras")
+    @pytest.mark.parametrize("filename", ["sparse.keras", "sparse.h5"])
+    def test_fresh_process_needs_the_library_imported(self, trained, data, tmp_path, filename):
+        path = str(tmp_path / filename)
         trained.save(path)
         x_path = str(tmp_path / "x.npy")
         np.save(x_path, data[0])
-        with zipfile.ZipFile(path) as archive:
-            assert "ChannelMask" in archive.read("config.json").decode()
+        if filename.endswith(".keras"):
+            with zipfile.ZipFile(path) as archive:
+                assert "ChannelMask" in archive.read("config.json").decode()
+        else:
+            with h5py.File(path) as archive:
+                assert "ChannelMask" in archive.attrs["model_config"]
 
         out_path = str(tmp_path / "y.npy")
         without, with_library = _run_python_scripts(  # in parallel: each imports TensorFlow
