@@ -34,11 +34,6 @@ import vai_optimizer_tf as vot  # noqa: E402
 from tests.test_training_masks import gated_net, loss_fn, training_data  # noqa: E402
 
 
-def is_chief():
-    task = STRATEGY.cluster_resolver.task_type, STRATEGY.cluster_resolver.task_id
-    return task in (("chief", 0), ("worker", 0)) or task[0] is None
-
-
 def main():
     spec_path, weights_path = sys.argv[1], sys.argv[2]
     runner = vot.IterativePruningRunner(gated_net(), workspace=os.path.dirname(spec_path))
@@ -53,11 +48,12 @@ def main():
 
     # Every worker saves (saving may need all of them); only the chief's file is kept.
     # The same file name: the suffix picks the format, and with it the collective reads.
-    target = weights_path if is_chief() else os.path.join(
+    chief = STRATEGY.extended.should_checkpoint  # True on the chief only
+    target = weights_path if chief else os.path.join(
         tempfile.mkdtemp(prefix=f"worker{STRATEGY.cluster_resolver.task_id}-"),
         os.path.basename(weights_path))
     sparse.save_weights(target)
-    if not is_chief():
+    if not chief:
         shutil.rmtree(os.path.dirname(target))
     digest = hashlib.sha256(b"".join(w.tobytes() for w in sparse.get_weights())).hexdigest()
     # A barrier: no worker leaves while another may still need it for a collective op.

@@ -20,6 +20,7 @@ import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from vai_optimizer_tf import datasets
+from vai_optimizer_tf.cli import tf_logging
 from vai_optimizer_tf.cli.main import main as cli_main
 from vai_optimizer_tf.cli.flags import FLAGS
 
@@ -418,7 +419,41 @@ def test_an_unknown_custom_class_is_one_short_line(tmp_path, monkeypatch, capsys
     status, _, err = _run(["--action=stat", "--model=custom.h5"], capsys)
 
     assert status == 1
-    assert err == ("vai_p_tf2: error: --model: cannot load 'custom.h5': unknown constraint "
-                   "'_UnregisteredConstraint', a custom class. Register it with "
+    assert err == ("vai_p_tf2: error: --model: cannot load 'custom.h5': Keras does not know the "
+                   "custom constraint '_UnregisteredConstraint'. Register it with "
                    "keras.saving.register_keras_serializable in a module you pass as --eval_fn "
                    "or --train_fn (they are imported before the model).\n")
+
+
+class TestTensorFlowLogFilter:
+    """`vai_optimizer_tf.cli.tf_logging`: which processes are quieted, and what is kept."""
+
+    @pytest.mark.parametrize("argv, orig_argv, expected", [
+        (["/venv/bin/vai_p_tf2", "--help"], ["/venv/bin/python", "/venv/bin/vai_p_tf2"], True),
+        (["-m", "--help"], ["python", "-m", "vai_optimizer_tf.cli", "--help"], True),
+        (["-m"], ["python", "-X", "dev", "-mvai_optimizer_tf.cli.main"], True),
+        (["train.py"], ["python", "train.py"], False),
+        (["-c"], ["python", "-c", "import vai_optimizer_tf"], False),
+        (["-m"], ["python", "-m", "pytest", "tests"], False),
+    ])
+    def test_only_the_cli_is_quieted(self, argv, orig_argv, expected):
+        assert tf_logging.running_as_cli(argv, orig_argv) is expected
+
+    @pytest.mark.parametrize("args, level", [
+        ([], 0), (["--verbosity=2"], 2), (["-v", "1"], 1), (["-v=3", "--action=stat"], 3),
+        (["--verbosity", "2", "-v", "0"], 0), (["--verbosity=x"], 0),
+    ])
+    def test_verbosity_is_read_before_absl(self, args, level):
+        assert tf_logging.verbosity(args) == level
+
+    def test_filter_keeps_errors_and_python_output(self):
+        text = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+                "STDERR\n"
+                "I0000 00:00:1795987061.216409    6019 port.cc:153] oneDNN custom operations\n"
+                "W0000 00:00:1795987061.216678    6019 cudart_stub.cc:31] Could not find cuda\n"
+                "To enable the following instructions: AVX2 AVX512F, in other operations\n"
+                "E0000 00:00:1795987062.786670    6019 cuda_platform.cc:52] failed call\n"
+                "/site-packages/x.py:3: DeprecationWarning: old\n")
+        assert tf_logging.without_native_logs(text) == (
+            "E0000 00:00:1795987062.786670    6019 cuda_platform.cc:52] failed call\n"
+            "/site-packages/x.py:3: DeprecationWarning: old\n")

@@ -16,9 +16,13 @@ import sys
 import numpy as np
 
 _MAX_DETAIL = 300  # characters of a library error quoted in a one-line message
-# Keras' messages for a class it cannot find, in the .h5 and the .keras loaders.
-_UNKNOWN_OBJECT = re.compile(r"Unknown (\w+(?: \w+)?): '?([\w.>]+)'?"
-                             r"|Could not locate (class|function) '([\w.>]+)'")
+# Keras' messages for a class it cannot find, in the .h5 and the .keras loaders:
+# (pattern, kind); a pattern without a `kind` group uses the given kind.
+_UNKNOWN_OBJECT = (
+    (re.compile(r"Unknown (?P<kind>\w+(?: \w+)?): '?(?P<name>[\w.>]+)'?"), None),
+    (re.compile(r"Could not locate (?P<kind>class|function) '(?P<name>[\w.>]+)'"), None),
+    (re.compile(r"Cannot deserialize object of type `(?P<name>[\w.>]+)`"), "class"),
+)
 
 
 class CliError(Exception):
@@ -74,12 +78,14 @@ def load_model(path):
 def _load_failure(path, error):
     """One short line for a model that does not load (Keras quotes whole configs)."""
     text = one_line(error)
-    match = _UNKNOWN_OBJECT.search(text)
-    if match:
-        kind, name = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
-        return (f"--model: cannot load {path!r}: unknown {kind.lower()} {name!r}, a custom "
-                f"class. Register it with keras.saving.register_keras_serializable in a module "
-                f"you pass as --eval_fn or --train_fn (they are imported before the model).")
+    for pattern, kind in _UNKNOWN_OBJECT:
+        match = pattern.search(text)
+        if match:
+            kind = (kind or match.group("kind")).lower()
+            return (f"--model: cannot load {path!r}: Keras does not know the custom {kind} "
+                    f"{match.group('name')!r}. Register it with "
+                    f"keras.saving.register_keras_serializable in a module you pass as --eval_fn "
+                    f"or --train_fn (they are imported before the model).")
     for marker in (" using config=", " Full object config:", " config={"):
         text = text.split(marker)[0]
     if len(text) > _MAX_DETAIL:
