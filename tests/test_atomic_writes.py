@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -338,6 +339,29 @@ class TestAtomicPath:
                 f.write("new")
         assert os.listdir(target) == ["new.txt"]
         assert os.listdir(tmp_path) == ["serving"]
+
+    @pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two_renames"])
+    def test_concurrent_writers_of_one_folder_leave_one_complete_version(self, tmp_path,
+                                                                        monkeypatch, exchange):
+        monkeypatch.setattr(atomic, "_EXCHANGE_SUPPORTED", exchange)
+        target = tmp_path / "serving"
+
+        def write(writer):
+            for version in range(20):
+                with atomic.atomic_path(target, directory=True) as tmp:
+                    for part in ("a", "b"):
+                        with open(os.path.join(tmp, part), "w") as f:
+                            f.write(f"{writer}.{version}")
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert os.listdir(tmp_path) == ["serving"]
+        assert sorted(os.listdir(target)) == ["a", "b"]
+        assert (target / "a").read_text() == (target / "b").read_text()
 
     def test_a_failed_write_removes_its_temporary_folder(self, tmp_path):
         with pytest.raises(ValueError):

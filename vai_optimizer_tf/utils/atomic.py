@@ -134,7 +134,11 @@ def _replace_folder(new, path):
         except OSError as e:
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
                 raise
-        if _exchange(new, path):  # the previous folder is now at `new`'s name
+        try:
+            exchanged = _exchange(new, path)  # if so, the previous folder is at `new`'s name
+        except FileNotFoundError:
+            continue  # another writer moved `path` away meanwhile; try again
+        if exchanged:
             _remove(new)
             return
         try:  # from here until the next rename, `path` is missing
