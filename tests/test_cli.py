@@ -20,6 +20,7 @@ import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from vai_optimizer_tf import datasets
+from vai_optimizer_tf.cli import tf_logging
 from vai_optimizer_tf.cli.main import main as cli_main
 from vai_optimizer_tf.cli.flags import FLAGS
 
@@ -190,12 +191,73 @@ class TestFlow:
             assert "Traceback" not in proc.stderr, action
 
 
-def test_error_in_a_real_process_is_one_line_with_status_1(project):
-    proc = _cli(project, "--action=stat", "--model=missing.keras")
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if "vai_p_tf2" in line]
-    assert errors == ["vai_p_tf2: error: --model: no such file or folder: 'missing.keras'"]
-    assert "Traceback" not in proc.stderr
+# An absl / TensorFlow C++ log line, and the same line without its time stamp and thread id.
+_NATIVE_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ (\S+:\d+\] .*)$")
+
+
+def _native_lines(stderr):
+    return {" ".join(m.groups()) for m in map(_NATIVE_LINE.match, stderr.splitlines()) if m}
+
+
+@pytest.fixture(scope="module")
+def real_runs(project):
+    """`vai_p_tf2` in real processes, with TF_CPP_MIN_LOG_LEVEL unset, side by side.
+
+    `control` is a bare `import tensorflow`: what TensorFlow prints by itself.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    cli = [sys.executable, "-m", "vai_optimizer_tf.cli"]
+    commands = {
+        "control": [sys.executable, "-c", "import tensorflow"],
+        "help": cli + ["--help"],
+        "help_verbose": cli + ["--help", "--verbosity=2"],
+        "stat": cli + ["--action=stat", "--model=base.keras"],
+        "no_model": cli + ["--action=stat"],
+        "missing_file": cli + ["--action=stat", "--model=missing.keras"],
+    }
+    processes = {name: subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+                 for name, command in commands.items()}
+    results = {}
+    for name, process in processes.items():
+        out, err = process.communicate(timeout=600)
+        results[name] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return results
+
+
+class TestRealProcess:
+
+    def test_tensorflow_prints_start_up_lines_by_itself(self, real_runs):
+        assert _native_lines(real_runs["control"].stderr)  # what the CLI must hide
+
+    def test_help_prints_no_tensorflow_log_lines(self, real_runs):
+        run = real_runs["help"]
+        assert run.returncode == 0
+        assert run.stdout.startswith("vai_p_tf2: channel pruning of tf_keras models")
+        assert run.stderr == ""
+
+    def test_an_action_prints_no_tensorflow_log_lines(self, real_runs):
+        run = real_runs["stat"]
+        assert run.returncode == 0, run.stderr
+        assert "total: " in run.stdout
+        assert run.stderr == ""
+
+    def test_verbosity_2_shows_what_tensorflow_prints(self, real_runs):
+        run = real_runs["help_verbose"]
+        assert run.returncode == 0
+        assert _native_lines(run.stderr) == _native_lines(real_runs["control"].stderr)
+
+    def test_missing_model_flag_is_status_2_and_one_line(self, real_runs):
+        run = real_runs["no_model"]
+        assert run.returncode == 2
+        assert run.stderr == ("vai_p_tf2: error: --model is required: a .keras or .h5 file, or a "
+                              "Keras SavedModel folder. (see vai_p_tf2 --help)\n")
+
+    def test_missing_model_file_is_status_1_and_one_line(self, real_runs):
+        run = real_runs["missing_file"]
+        assert run.returncode == 1
+        assert run.stderr == ("vai_p_tf2: error: --model: no such file or folder: "
+                              "'missing.keras'\n")
 
 
 def _run(argv, capsys):
@@ -218,8 +280,6 @@ def test_help_describes_every_action_and_flag(capsys):
     (["--action=stat", "--model=nowhere.keras"], "--model: no such file or folder"),
     (["--action=stat", "--model=junk.keras"], "--model: cannot load 'junk.keras'"),
     (["--action=stat", "--model=user_fns.py"], "is neither a .keras/.h5 file"),
-    (["--action=ana", "--model=base.keras", "--eval_fn=user_fns"],
-     "--eval_fn: expected module:function"),
     (["--action=ana", "--model=base.keras", "--eval_fn=no_such_module:f"],
      "--eval_fn: cannot import 'no_such_module': ModuleNotFoundError"),
     (["--action=ana", "--model=base.keras", "--eval_fn=user_fns:missing"],
@@ -228,14 +288,9 @@ def test_help_describes_every_action_and_flag(capsys):
      "is a int, not a function"),
     (["--action=ana", "--model=base.keras", "--eval_fn=user_fns:nothing",
       "--workspace=ws_nothing"], "--eval_fn: nothing returned None"),
-    (["--action=ana", "--model=base.keras"], "needs --eval_fn=module:function or --dataset"),
-    (["--action=prune", "--model=base.keras"], "needs --ratio"),
     (["--action=transform", "--model=base.keras", "--workspace=empty_ws"], "needs --spec"),
-    (["--action=export", "--model=base.keras", "--formats=onnx"], "--formats: expected names"),
-    (["--action=export", "--model=base.keras", "--formats=tflite_int8"],
-     "needs calibration data"),
-    (["--action=stat", "--model=base.keras", "--input_shape=1,x,28,1"],
-     "--input_shape: expected comma-separated positive integers"),
+    (["--action=stat", "--model=base.keras", "--input_shape=1,28,28,1",
+      "--input_shape=1,28,28,1"], "--input_shape: the model has 1 input(s) but 2 shape(s)"),
 ])
 def test_user_errors_are_one_line_with_status_1(project, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(project)
@@ -253,11 +308,30 @@ def test_user_errors_are_one_line_with_status_1(project, monkeypatch, capsys, ar
     (["--action=prune", "--ratio=1.5"], "flag --ratio=1.5"),
     (["--action=stat", "--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
     (["--action=stat", "stray"], "unexpected arguments ['stray']"),
+    (["--action=stat"], "--model is required"),
+    (["--action=ana", "--model=base.keras", "--eval_fn=user_fns"],
+     "--eval_fn: expected module:function"),
+    (["--action=finetune", "--model=base.keras", "--train_fn=train"],
+     "--train_fn: expected module:function"),
+    (["--action=ana", "--model=base.keras"], "needs --eval_fn=module:function or --dataset"),
+    (["--action=ana", "--model=base.keras", "--dataset=mnist_5k", "--ana_ratios=0.5,1.5"],
+     "--ana_ratios: expected comma-separated floats in (0, 1). Received: 0.5,1.5"),
+    (["--action=prune", "--model=base.keras"], "needs --ratio"),
+    (["--action=finetune", "--model=base.keras"], "needs --train_fn=module:function"),
+    (["--action=export", "--model=base.keras", "--formats=onnx"], "--formats: expected names"),
+    (["--action=export", "--model=base.keras", "--formats=tflite_int8"],
+     "needs calibration data"),
+    (["--action=stat", "--model=base.keras", "--input_shape=1,x,28,1"],
+     "--input_shape: expected comma-separated positive integers"),
 ])
-def test_bad_flags_are_one_line_with_status_2(capsys, argv, message):
+def test_command_line_errors_are_one_line_with_status_2(project, monkeypatch, capsys, argv,
+                                                        message):
+    monkeypatch.chdir(project)
     status, _, err = _run(argv, capsys)
     assert status == 2
-    assert err.count("\n") == 1 and message in err, err
+    assert err.count("\n") == 1 and err.startswith("vai_p_tf2: error: "), err
+    assert message in err
+    assert "(see vai_p_tf2 --help)" in err
 
 
 def test_verbosity_adds_the_traceback(project, monkeypatch, capsys):
@@ -290,3 +364,96 @@ def test_stat_with_a_spec_shows_the_pruned_widths(flow, project, monkeypatch, ca
     spec = vot.PruningSpec.load(project / "ws" / "tiny_spec.json")
     kept = len(spec.groups["conv2"].kept)
     assert re.search(rf"conv2\s+16 ->\s+{kept}", out)
+
+
+def test_export_refuses_to_replace_a_file_of_the_same_name(project, tmp_path, monkeypatch,
+                                                            capsys):
+    monkeypatch.chdir(tmp_path)
+    baseline = (project / "base.keras").read_bytes()
+    (tmp_path / "tiny.keras").write_bytes(baseline)   # the user's model; the slim one is "tiny" too
+    argv = ["--action=export", "--model=tiny.keras", "--output_dir=.", "--formats=tflite,keras",
+            "--workspace=ws"]
+
+    status, _, err = _run(argv, capsys)
+
+    assert status == 1
+    assert err == ("vai_p_tf2: error: ./tiny.keras already exists; pass --overwrite to replace "
+                   "it, or choose another --output_dir or --output_name.\n")
+    assert (tmp_path / "tiny.keras").read_bytes() == baseline
+    assert sorted(os.listdir(tmp_path)) == ["tiny.keras"]  # nothing written, not even tflite
+
+    status, _, err = _run(argv + ["--overwrite"], capsys)
+
+    assert status == 0, err
+    assert keras.models.load_model(tmp_path / "tiny.keras").name == "tiny"
+    assert (tmp_path / "tiny.tflite").exists()
+
+
+def test_a_sparse_h5_model_loads(project, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    runner = vot.IterativePruningRunner(keras.models.load_model(project / "base.keras"),
+                                        workspace=str(tmp_path / "ws"))
+    sparse = runner.get_sparse_model(runner.uniform_spec(0.5))
+    sparse.save(tmp_path / "sparse.h5")
+
+    status, out, err = _run(["--action=stat", "--model=sparse.h5", "--workspace=ws"], capsys)
+
+    assert status == 0, err
+    assert f"total: {vot.stat(sparse).flops:,} FLOPs" in out
+
+
+class _UnregisteredConstraint(keras.constraints.Constraint):
+    def __call__(self, w):
+        return w
+
+    def get_config(self):
+        return {}
+
+
+def test_an_unknown_custom_class_is_one_short_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+        2, kernel_constraint=_UnregisteredConstraint())])
+    model.save(tmp_path / "custom.h5")
+
+    status, _, err = _run(["--action=stat", "--model=custom.h5"], capsys)
+
+    assert status == 1
+    assert err == ("vai_p_tf2: error: --model: cannot load 'custom.h5': Keras does not know the "
+                   "custom constraint '_UnregisteredConstraint'. Register it with "
+                   "keras.saving.register_keras_serializable in a module you pass as --eval_fn "
+                   "or --train_fn (they are imported before the model).\n")
+
+
+class TestTensorFlowLogFilter:
+    """`vai_optimizer_tf.cli.tf_logging`: which processes are quieted, and what is kept."""
+
+    @pytest.mark.parametrize("argv, orig_argv, expected", [
+        (["/venv/bin/vai_p_tf2", "--help"], ["/venv/bin/python", "/venv/bin/vai_p_tf2"], True),
+        (["-m", "--help"], ["python", "-m", "vai_optimizer_tf.cli", "--help"], True),
+        (["-m"], ["python", "-X", "dev", "-mvai_optimizer_tf.cli.main"], True),
+        (["train.py"], ["python", "train.py"], False),
+        (["-c"], ["python", "-c", "import vai_optimizer_tf"], False),
+        (["-m"], ["python", "-m", "pytest", "tests"], False),
+    ])
+    def test_only_the_cli_is_quieted(self, argv, orig_argv, expected):
+        assert tf_logging.running_as_cli(argv, orig_argv) is expected
+
+    @pytest.mark.parametrize("args, level", [
+        ([], 0), (["--verbosity=2"], 2), (["-v", "1"], 1), (["-v=3", "--action=stat"], 3),
+        (["--verbosity", "2", "-v", "0"], 0), (["--verbosity=x"], 0),
+    ])
+    def test_verbosity_is_read_before_absl(self, args, level):
+        assert tf_logging.verbosity(args) == level
+
+    def test_filter_keeps_errors_and_python_output(self):
+        text = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+                "STDERR\n"
+                "I0000 00:00:1795987061.216409    6019 port.cc:153] oneDNN custom operations\n"
+                "W0000 00:00:1795987061.216678    6019 cudart_stub.cc:31] Could not find cuda\n"
+                "To enable the following instructions: AVX2 AVX512F, in other operations\n"
+                "E0000 00:00:1795987062.786670    6019 cuda_platform.cc:52] failed call\n"
+                "/site-packages/x.py:3: DeprecationWarning: old\n")
+        assert tf_logging.without_native_logs(text) == (
+            "E0000 00:00:1795987062.786670    6019 cuda_platform.cc:52] failed call\n"
+            "/site-packages/x.py:3: DeprecationWarning: old\n")

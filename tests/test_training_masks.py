@@ -16,10 +16,12 @@ gradients and would drift back without masks, which `TestControl` checks.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -31,6 +33,8 @@ from tests import model_utils
 L = keras.layers
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIRRORED_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mirrored_worker.py")
+MULTI_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "multi_worker_mirrored_worker.py")
 TOLERANCE = 1e-5
 SPARSITY = 0.5
 
@@ -243,6 +247,61 @@ class TestMasksHoldWithoutCallbacks:
         assert_pruned_slices_zero(trained, spec)
         assert_slim_equals_sparse(runner, spec, trained, data[0])
 
+    def test_multi_worker_mirrored_strategy_on_two_local_processes(self, runner, spec, data,
+                                                                   tmp_path):
+        spec_path = spec.save(tmp_path / "spec.json")
+        weights_path = str(tmp_path / "trained.weights.h5")
+        cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+
+        reports = run_workers([[sys.executable, MULTI_WORKER, str(spec_path), weights_path]] * 2,
+                              [{"TF_CONFIG": json.dumps({"cluster": cluster,
+                                                         "task": {"type": "worker", "index": i}})}
+                               for i in range(2)])
+
+        assert [(r["task"], r["replicas"], r["iterations"]) for r in reports] == [
+            (0, 2, 8), (1, 2, 8)]
+        assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]  # in sync
+        assert "trained.weights.h5" in os.listdir(tmp_path)  # the chief's file only
+        assert not [name for name in os.listdir(tmp_path) if "worker" in name]
+        trained = runner.get_sparse_model(spec)
+        before = slices(trained, spec, "kept")
+        trained.load_weights(weights_path)
+        assert_trained(trained, before, spec)
+        assert_pruned_slices_zero(trained, spec)
+        assert_slim_equals_sparse(runner, spec, trained, data[0])
+
+
+def free_ports(count):
+    """`count` TCP ports that are free on localhost now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_workers(commands, extra_envs, timeout=300):
+    """Runs the commands side by side; returns each one's last stdout line, parsed as JSON."""
+    processes = [subprocess.Popen(command, cwd=REPO, env=dict(os.environ, **extra),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for command, extra in zip(commands, extra_envs)]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=timeout))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    failed = [f"process {i} (status {p.returncode}):\n{err[-3000:]}"
+              for i, (p, (_, err)) in enumerate(zip(processes, outputs)) if p.returncode != 0]
+    assert not failed, "\n".join(failed)
+    return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
+
 
 class TestChannelMask:
 
@@ -350,13 +409,18 @@ class TestSaveAndReload:
         assert_pruned_slices_zero(unpruned, spec)
         assert_slim_equals_sparse(runner, spec, unpruned, data[0])
 
-    def test_fresh_process_needs_the_library_imported(self, trained, data, tmp_path):
-        path = str(tmp_path / "sparse.keras")
+    @pytest.mark.parametrize("filename", ["sparse.keras", "sparse.h5"])
+    def test_fresh_process_needs_the_library_imported(self, trained, data, tmp_path, filename):
+        path = str(tmp_path / filename)
         trained.save(path)
         x_path = str(tmp_path / "x.npy")
         np.save(x_path, data[0])
-        with zipfile.ZipFile(path) as archive:
-            assert "ChannelMask" in archive.read("config.json").decode()
+        if filename.endswith(".keras"):
+            with zipfile.ZipFile(path) as archive:
+                assert "ChannelMask" in archive.read("config.json").decode()
+        else:
+            with h5py.File(path) as archive:
+                assert "ChannelMask" in archive.attrs["model_config"]
 
         out_path = str(tmp_path / "y.npy")
         without, with_library = _run_python_scripts(  # in parallel: each imports TensorFlow

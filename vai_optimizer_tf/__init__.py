@@ -17,7 +17,12 @@ slim = runner.get_slim_model(spec)
 ```
 """
 
-from vai_optimizer_tf import callbacks
+# First, before anything imports TensorFlow: in `vai_p_tf2` only, hide its native log lines.
+from vai_optimizer_tf.cli import tf_logging as _tf_logging  # isort: skip
+
+_tf_logging.quiet_tensorflow_for_cli()
+
+from vai_optimizer_tf import callbacks  # noqa: E402  pylint: disable=wrong-import-position
 from vai_optimizer_tf.errors import (AnalysisCacheError, AnalysisError, SpecFormatError,
                                      SpecMismatchError,
                                      UnsupportedModelError, VaiOptimizerError)

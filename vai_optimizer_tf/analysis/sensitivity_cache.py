@@ -266,7 +266,8 @@ class SensitivityCache:
         if len(groups) <= 20:
             ax.legend(fontsize=6)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         return True
 

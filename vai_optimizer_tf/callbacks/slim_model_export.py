@@ -4,11 +4,16 @@ import os
 
 import tf_keras
 
+from vai_optimizer_tf.export import keras_format
+from vai_optimizer_tf.utils import atomic
+
 
 class SlimModelExport(tf_keras.callbacks.Callback):
     """At the end of `fit`, removes the pruned channels and saves the slim model.
 
     The spec the model ends with is saved beside it (`<filepath>.spec.json`).
+    Both are written atomically (temporary path next to the target, then
+    rename), so a run killed while saving leaves the previous files intact.
 
     Args:
       runner: The `IterativePruningRunner` that built the sparse model.
@@ -36,7 +41,9 @@ class SlimModelExport(tf_keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         spec = self.runner.spec_from_model(self.model)
         slim = self.runner.get_slim_model(spec, weights_from=self.model)
-        folder = os.path.dirname(os.path.abspath(self.filepath))
-        os.makedirs(folder, exist_ok=True)
-        slim.save(self.filepath)
+        if self.filepath.lower().endswith(keras_format.KERAS_SUFFIXES):
+            keras_format.save_keras(slim, self.filepath)
+        else:
+            with atomic.atomic_path(self.filepath, directory=True) as tmp:
+                slim.save(tmp, save_format="tf")
         spec.save(self.filepath + ".spec.json")

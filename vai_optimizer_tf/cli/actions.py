@@ -208,6 +208,19 @@ def stat(flags, log):
         _runner(model, flags).summary(flags.spec, print_fn=log)
 
 
+def _check_export_paths(flags, formats, model):
+    """Refuses, before any work, to replace existing files unless --overwrite."""
+    from vai_optimizer_tf import export as export_lib  # pylint: disable=import-outside-toplevel
+    from vai_optimizer_tf.utils import atomic  # pylint: disable=import-outside-toplevel
+    planned = export_lib.output_paths(flags.output_dir or flags.workspace, formats,
+                                      flags.output_name or model.name)
+    try:
+        atomic.check_writable(planned, flags.overwrite)
+    except FileExistsError as e:
+        raise CliError(f"{e.filename} already exists; pass --overwrite to replace it, or "
+                       f"choose another --output_dir or --output_name.") from e
+
+
 def export(flags, log):
     from vai_optimizer_tf import export as export_lib  # pylint: disable=import-outside-toplevel
     try:
@@ -220,6 +233,7 @@ def export(flags, log):
     representative_fn = (load_callable(flags.representative_fn, "representative_fn")
                          if flags.representative_fn and "tflite_int8" in formats else None)
     model = load_model(flags.model)
+    _check_export_paths(flags, formats, model)
     eval_fn, labelled = _eval_fn(flags, model, False, user_fn) if lite else (None, None)
     representative = None
     if "tflite_int8" in formats:
@@ -236,7 +250,8 @@ def export(flags, log):
         batch_size=flags.serving_batch_size,
         input_signature=input_signature(flags.input_shape, model),
         representative_data=representative,
-        eval_fn=eval_fn if labelled is None else None, validation_data=labelled, print_fn=log)
+        eval_fn=eval_fn if labelled is None else None, validation_data=labelled, print_fn=log,
+        overwrite=flags.overwrite)
     for fmt in formats:
         log(f"{fmt}: {paths[fmt]}")
 

@@ -2,6 +2,9 @@
 
 from absl import flags
 
+from vai_optimizer_tf.cli.loading import UsageError, parse_callable, parse_input_shape
+from vai_optimizer_tf.export.formats import FORMATS as EXPORT_FORMATS
+
 FLAGS = flags.FlagValues()
 ACTIONS = ("ana", "prune", "finetune", "transform", "stat", "export")
 DATASETS = ("example", "fashion_mnist", "mnist_5k")
@@ -113,6 +116,64 @@ flags.DEFINE_string("output_name", None, "export: file stem of the exported file
 flags.DEFINE_integer("serving_batch_size", None, "export: fix the batch size of the "
                      "SavedModel signature and the frozen graph. Defaults to any batch size.",
                      lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "export: replace files and folders that already exist "
+                  "in --output_dir. Without it, export refuses to write over an existing file "
+                  "(the slim model keeps the original model's name, so <name>.keras may be "
+                  "your baseline).", flag_values=FLAGS)
 
-flags.DEFINE_integer("verbosity", 0, "0: one-line errors. 1 or more: also print the Python "
-                     "traceback of an error.", short_name="v", flag_values=FLAGS)
+flags.DEFINE_integer("verbosity", 0, "0: one-line errors, TensorFlow's own log lines hidden. "
+                     "1: also the Python traceback of an error. 2: also TensorFlow's log "
+                     "lines.", short_name="v", flag_values=FLAGS)
+
+_DATASET_CHOICES = "--dataset={example,fashion_mnist,mnist_5k}"
+
+
+def check_usage(values):
+    """Checks what the command line alone can tell, before any model is loaded.
+
+    Args:
+      values: The parsed `FLAGS`.
+
+    Raises:
+      UsageError: for a missing flag the action needs, or a malformed value.
+    """
+    action = values.action
+    if not values.model:
+        raise UsageError("--model is required: a .keras or .h5 file, or a Keras SavedModel "
+                         "folder.")
+    for name in ("eval_fn", "train_fn", "representative_fn"):
+        if values[name].value:
+            parse_callable(values[name].value, name)
+    for text in values.input_shape or []:
+        parse_input_shape(text)
+    if action == "ana":
+        _check_ana_ratios(values.ana_ratios)
+        if not values.eval_fn and not values.dataset:
+            raise UsageError(f"--action=ana needs --eval_fn=module:function or "
+                             f"{_DATASET_CHOICES}.")
+    if action == "prune" and values.ratio is None and values.threshold is None \
+            and not values.spec:
+        raise UsageError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --threshold "
+                         "(largest metric drop, e.g. 0.01) or --spec (an existing spec).")
+    if action == "finetune" and not values.train_fn and not values.dataset:
+        raise UsageError(f"--action=finetune needs --train_fn=module:function or "
+                         f"{_DATASET_CHOICES}.")
+    if action == "export":
+        unknown = [f for f in values.formats if f not in EXPORT_FORMATS]
+        if unknown or not values.formats:
+            raise UsageError(f"--formats: expected names from {', '.join(EXPORT_FORMATS)}. "
+                             f"Received: {','.join(values.formats)}")
+        if "tflite_int8" in values.formats and not values.representative_fn \
+                and not values.dataset:
+            raise UsageError("--formats=tflite_int8 needs calibration data: "
+                             "--representative_fn=module:function or --dataset.")
+
+
+def _check_ana_ratios(ratios):
+    try:
+        values = [float(r) for r in ratios]
+    except ValueError:
+        values = []
+    if not values or not all(0 < r < 1 for r in values):
+        raise UsageError(f"--ana_ratios: expected comma-separated floats in (0, 1). "
+                         f"Received: {','.join(ratios)}")

@@ -1,7 +1,8 @@
 """What `vai_p_tf2` reads: models, user functions, input shapes, example data.
 
-Every failure raises `CliError` with one line that says what is wrong and
-how to fix it.
+Every failure raises `CliError` (exit status 1) or, for a command line that is
+wrong in itself, `UsageError` (exit status 2), with one line that says what is
+wrong and how to fix it.
 """
 
 import importlib
@@ -9,13 +10,35 @@ import importlib.util
 import math
 import numbers
 import os
+import re
 import sys
 
 import numpy as np
 
+_MAX_DETAIL = 300  # characters of a library error quoted in a one-line message
+# Keras' messages for a class it cannot find, in the .h5 and the .keras loaders:
+# (pattern, kind); a pattern without a `kind` group uses the given kind.
+_UNKNOWN_OBJECT = (
+    (re.compile(r"Unknown (?P<kind>\w+(?: \w+)?): '?(?P<name>[\w.>]+)'?"), None),
+    (re.compile(r"Could not locate (?P<kind>class|function) '(?P<name>[\w.>]+)'"), None),
+    (re.compile(r"Cannot deserialize object of type `(?P<name>[\w.>]+)`"), "class"),
+)
+
 
 class CliError(Exception):
-    """A user error: the message is printed as one line, without traceback."""
+    """A user error: the message is printed as one line, without traceback.
+
+    Attributes:
+      status: The exit status, 1.
+    """
+
+    status = 1
+
+
+class UsageError(CliError):
+    """The command line itself is wrong (a missing or malformed flag): exit status 2."""
+
+    status = 2
 
 
 def load_model(path):
@@ -31,8 +54,8 @@ def load_model(path):
       CliError: if the path is missing or is not a loadable Keras model.
     """
     if not path:
-        raise CliError("--model is required: a .keras or .h5 file, or a Keras SavedModel "
-                       "folder.")
+        raise UsageError("--model is required: a .keras or .h5 file, or a Keras SavedModel "
+                         "folder.")
     if not os.path.exists(path):
         raise CliError(f"--model: no such file or folder: {path!r}")
     is_saved_model = os.path.isdir(path)
@@ -45,21 +68,54 @@ def load_model(path):
     try:
         model = tf_keras.models.load_model(path)
     except Exception as e:  # Keras raises many types for a bad file; all mean "unloadable".
-        hint = ""
-        if "Unknown" in str(e) or "custom" in str(e):
-            hint = (" Register custom layers (keras.saving.register_keras_serializable) in the "
-                    "module you pass to --eval_fn or --train_fn.")
-        raise CliError(f"--model: cannot load {path!r} as a tf_keras model: "
-                       f"{type(e).__name__}: {one_line(e)}.{hint}") from e
+        raise CliError(_load_failure(path, e)) from e
     if not isinstance(model, tf_keras.Model) or not getattr(model, "inputs", None):
         raise CliError(f"--model: {path!r} loaded as {type(model).__name__}, not a Functional "
                        "or Sequential tf_keras model.")
     return model
 
 
+def _load_failure(path, error):
+    """One short line for a model that does not load (Keras quotes whole configs)."""
+    text = one_line(error)
+    for pattern, kind in _UNKNOWN_OBJECT:
+        match = pattern.search(text)
+        if match:
+            kind = (kind or match.group("kind")).lower()
+            return (f"--model: cannot load {path!r}: Keras does not know the custom {kind} "
+                    f"{match.group('name')!r}. Register it with "
+                    f"keras.saving.register_keras_serializable in a module you pass as --eval_fn "
+                    f"or --train_fn (they are imported before the model).")
+    for marker in (" using config=", " Full object config:", " config={"):
+        text = text.split(marker)[0]
+    if len(text) > _MAX_DETAIL:
+        text = text[:_MAX_DETAIL - 3] + "..."
+    return f"--model: cannot load {path!r} as a tf_keras model: {type(error).__name__}: {text}"
+
+
 def one_line(error):
     """An exception's message on one line."""
     return " ".join(str(error).split())
+
+
+def parse_callable(spec, flag):
+    """Splits a `module:function` or `path/to/file.py:function` flag value.
+
+    Args:
+      spec: The flag value.
+      flag: The flag name, for messages.
+
+    Returns:
+      `(module_name, attribute)`.
+
+    Raises:
+      UsageError: for a value without both parts.
+    """
+    module_name, sep, attribute = (spec or "").rpartition(":")
+    if not sep or not module_name or not attribute:
+        raise UsageError(f"--{flag}: expected module:function or path/to/file.py:function. "
+                         f"Received: {spec!r}")
+    return module_name, attribute
 
 
 def load_callable(spec, flag):
@@ -75,13 +131,10 @@ def load_callable(spec, flag):
       The callable.
 
     Raises:
-      CliError: for a malformed value, an import error, or a missing or
-        non-callable attribute.
+      UsageError: for a malformed value.
+      CliError: for an import error, or a missing or non-callable attribute.
     """
-    module_name, sep, attribute = (spec or "").rpartition(":")
-    if not sep or not module_name or not attribute:
-        raise CliError(f"--{flag}: expected module:function or path/to/file.py:function. "
-                       f"Received: {spec!r}")
+    module_name, attribute = parse_callable(spec, flag)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -128,6 +181,24 @@ def checked_metric(function, flag):
     return eval_fn
 
 
+def parse_input_shape(text):
+    """`"1,224,224,3"` -> `[1, 224, 224, 3]`; `?`, `None` or `-1` give `None` (any size).
+
+    Raises:
+      UsageError: for anything but comma-separated positive integers and `?`.
+    """
+    dims = []
+    for part in text.replace(" ", "").split(","):
+        if part in ("?", "None", "-1"):
+            dims.append(None)
+        elif part.isdigit() and int(part) > 0:
+            dims.append(int(part))
+        else:
+            raise UsageError(f"--input_shape: expected comma-separated positive integers "
+                             f"(? for any), e.g. 1,224,224,3. Received: {text!r}")
+    return dims
+
+
 def input_signature(shapes, model=None):
     """`tf.TensorSpec`s from `--input_shape` values, or `None` when none are given.
 
@@ -139,23 +210,13 @@ def input_signature(shapes, model=None):
       A list of `tf.TensorSpec`, or `None`.
 
     Raises:
-      CliError: for a malformed shape or a count that differs from the model's inputs.
+      UsageError: for a malformed shape.
+      CliError: for a count that differs from the model's inputs.
     """
     if not shapes:
         return None
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    specs = []
-    for text in shapes:
-        dims = []
-        for part in text.replace(" ", "").split(","):
-            if part in ("?", "None", "-1"):
-                dims.append(None)
-            elif part.isdigit() and int(part) > 0:
-                dims.append(int(part))
-            else:
-                raise CliError(f"--input_shape: expected comma-separated positive integers "
-                               f"(? for any), e.g. 1,224,224,3. Received: {text!r}")
-        specs.append(dims)
+    specs = [parse_input_shape(text) for text in shapes]
     if model is not None and len(specs) != len(model.inputs):
         raise CliError(f"--input_shape: the model has {len(model.inputs)} input(s) but "
                        f"{len(specs)} shape(s) were given; repeat the flag once per input.")

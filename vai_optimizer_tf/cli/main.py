@@ -33,8 +33,11 @@ first) or path/to/file.py:function:
   eval_fn(model) -> float    train_fn(model) -> model or None
   representative_fn() -> array of calibration inputs
 
-Exit status: 0 on success, 1 on an error, 2 on bad flags. Errors are printed as
-one line; --verbosity=1 also prints the Python traceback.
+export refuses to replace an existing file in OUTPUT_DIR unless --overwrite.
+
+Exit status: 0 on success, 1 on an error, 2 on a wrong command line (an unknown,
+missing or malformed flag). Errors are printed as one line; --verbosity=1 also
+prints the Python traceback, --verbosity=2 also TensorFlow's own log lines.
 """
 
 import sys
@@ -42,8 +45,9 @@ import traceback
 
 from absl import flags as absl_flags
 
-from vai_optimizer_tf.cli.flags import FLAGS
-from vai_optimizer_tf.cli.loading import CliError, one_line
+from vai_optimizer_tf.cli import tf_logging
+from vai_optimizer_tf.cli.flags import FLAGS, check_usage
+from vai_optimizer_tf.cli.loading import CliError, UsageError, one_line
 
 PROGRAM = "vai_p_tf2"
 _HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
@@ -59,14 +63,29 @@ def _error(message, status):
     return status
 
 
-def _message(error):
-    """One line for `error`; a `CliError` raised inside library code is shown as it is."""
+def _cli_error(error):
+    """The `CliError` behind `error` (raised inside library code, e.g. by an eval_fn), or None."""
     cause = error
     while cause is not None:
         if isinstance(cause, CliError):
-            return one_line(cause)
+            return cause
         cause = cause.__cause__
+    return None
+
+
+def _message(error):
+    """One line for `error`; a `CliError` raised inside library code is shown as it is."""
+    cli_error = _cli_error(error)
+    if cli_error is not None:
+        return one_line(cli_error)
     return f"{type(error).__name__}: {one_line(error)}"
+
+
+def _quiet_tensorflow_python_logs(verbosity):
+    """Below --verbosity=2, TensorFlow's Python-side warnings are hidden too."""
+    if verbosity < tf_logging.SHOW_TENSORFLOW_LOGS:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        tf.get_logger().setLevel("ERROR")
 
 
 def main(argv=None):
@@ -76,7 +95,7 @@ def main(argv=None):
       argv: The command line, program name first. Defaults to `sys.argv`.
 
     Returns:
-      0 on success, 1 on an error, 2 on bad flags.
+      0 on success, 1 on an error, 2 on a wrong command line.
     """
     argv = list(sys.argv if argv is None else argv)
     if any(arg in _HELP_FLAGS for arg in argv[1:]):
@@ -93,13 +112,19 @@ def main(argv=None):
     if FLAGS.action is None:
         return _error(f"--action is required: one of ana, prune, finetune, transform, stat, "
                       f"export (see {PROGRAM} --help)", 2)
+    try:
+        check_usage(FLAGS)
+    except UsageError as e:
+        return _error(f"{one_line(e)} (see {PROGRAM} --help)", e.status)
+    _quiet_tensorflow_python_logs(FLAGS.verbosity)
     from vai_optimizer_tf.cli import actions  # pylint: disable=import-outside-toplevel
     try:
         actions.ACTIONS[FLAGS.action](FLAGS, print)
     except Exception as e:  # every failure becomes one line; --verbosity adds the traceback
         if FLAGS.verbosity > 0:
             traceback.print_exc()
-        return _error(_message(e), 1)
+        cli_error = _cli_error(e)
+        return _error(_message(e), cli_error.status if cli_error is not None else 1)
     return 0
 
 

@@ -6,7 +6,7 @@ quantization-aware training.
 """
 
 from vai_optimizer_tf.export.accuracy import compare, top1_accuracy
-from vai_optimizer_tf.export.formats import FORMATS, check_formats, export_model
+from vai_optimizer_tf.export.formats import FORMATS, check_formats, export_model, output_paths
 from vai_optimizer_tf.export.frozen_graph import FrozenGraph, export_frozen_graph, freeze
 from vai_optimizer_tf.export.keras_format import save_keras
 from vai_optimizer_tf.export.qat import prepare_qat_model
@@ -20,5 +20,5 @@ __all__ = [
     "FORMATS", "FrozenGraph", "ModelSignature", "QUANTIZATIONS", "SERVING_KEY", "TFLiteExport",
     "TFLiteModel", "TensorInfo", "check_formats", "compare", "convert_to_tflite",
     "export_frozen_graph", "export_model", "export_saved_model", "export_tflite", "freeze",
-    "prepare_qat_model", "representative_dataset", "save_keras", "top1_accuracy",
+    "output_paths", "prepare_qat_model", "representative_dataset", "save_keras", "top1_accuracy",
 ]

@@ -8,8 +8,13 @@ from vai_optimizer_tf.export.keras_format import save_keras
 from vai_optimizer_tf.export.saved_model import export_saved_model
 from vai_optimizer_tf.export.tflite import convert_to_tflite
 from vai_optimizer_tf.export.tflite_model import TFLiteModel
+from vai_optimizer_tf.utils import atomic
 
 FORMATS = ("keras", "h5", "saved_model", "frozen_graph", "pbtxt", "tflite", "tflite_int8")
+# What each format writes, after the stem `<output_dir>/<name>`.
+_WRITTEN = {"keras": (".keras",), "h5": (".h5",), "saved_model": ("_saved_model",),
+            "frozen_graph": (".pb",), "pbtxt": (".pb", ".pbtxt"), "tflite": (".tflite",),
+            "tflite_int8": ("_int8.tflite",)}
 
 
 def check_formats(formats):
@@ -45,9 +50,37 @@ def check_formats(formats):
     return formats
 
 
+def output_paths(output_dir, formats, name):
+    """Every file or folder `export_model` writes for these formats.
+
+    Args:
+      output_dir: The export folder.
+      formats: Names from `FORMATS`, or a comma-separated string.
+      name: The file stem.
+
+    Returns:
+      The paths, in format order, without duplicates.
+
+    Raises:
+      ValueError: for an unknown format.
+
+    Example:
+
+    ```python
+    from vai_optimizer_tf import export
+
+    print(export.output_paths("deploy", "keras,pbtxt", "tiny"))
+    # ['deploy/tiny.keras', 'deploy/tiny.pb', 'deploy/tiny.pbtxt']
+    ```
+    """
+    stem = os.path.join(os.fspath(output_dir), name)
+    paths = [stem + suffix for fmt in check_formats(formats) for suffix in _WRITTEN[fmt]]
+    return list(dict.fromkeys(paths))
+
+
 def export_model(model, output_dir, formats=("keras", "saved_model"), name=None,
                  batch_size=None, input_signature=None, representative_data=None,
-                 eval_fn=None, validation_data=None, print_fn=print):
+                 eval_fn=None, validation_data=None, print_fn=print, overwrite=True):
     """Writes `model` in each of `formats` under `output_dir`.
 
     | format         | written                               |
@@ -62,6 +95,14 @@ def export_model(model, output_dir, formats=("keras", "saved_model"), name=None,
 
     When `eval_fn` or `validation_data` is given and a TFLite format is
     written, the Keras model and every TFLite model are scored side by side.
+
+    Each file and folder is written atomically (temporary path, then
+    rename). Existing ones are replaced, as `model.save` does; with
+    `overwrite=False`, every path is checked before anything is written, and
+    the first existing one raises `FileExistsError`. The slim model keeps
+    the original model's name, so exporting `keras` next to the original
+    `<name>.keras` would replace it: pass `overwrite=False` (what `vai_p_tf2`
+    does unless `--overwrite`), or another `name` or `output_dir`.
 
     Args:
       model: A tf_keras model, typically the slim model.
@@ -80,6 +121,8 @@ def export_model(model, output_dir, formats=("keras", "saved_model"), name=None,
       validation_data: Optional `(x, y)` for top-1 accuracy. Defaults to
         `None`.
       print_fn: Where the report goes; `None` is silent. Defaults to `print`.
+      overwrite: Replace existing files and folders. Defaults to `True`, as
+        in `model.save`.
 
     Returns:
       Format name -> written path, plus `"metrics"` -> label -> value when the
@@ -88,6 +131,8 @@ def export_model(model, output_dir, formats=("keras", "saved_model"), name=None,
     Raises:
       ValueError: for an unknown format, or `tflite_int8` without
         `representative_data`.
+      FileExistsError: if `overwrite=False` and a path to write exists (its
+        `filename` attribute names it); nothing is written then.
 
     Example:
 
@@ -106,8 +151,9 @@ def export_model(model, output_dir, formats=("keras", "saved_model"), name=None,
         raise ValueError("Invalid `representative_data`: format 'tflite_int8' needs calibration "
                          "inputs. Received: representative_data=None")
     output_dir = os.fspath(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
     name = name or model.name
+    atomic.check_writable(output_paths(output_dir, formats, name), overwrite)
+    os.makedirs(output_dir, exist_ok=True)
     stem = os.path.join(output_dir, name)
     paths = {}
     if "keras" in formats:
@@ -133,8 +179,7 @@ def export_model(model, output_dir, formats=("keras", "saved_model"), name=None,
             continue
         content = convert_to_tflite(model, quantization, representative_data,
                                     input_signature=input_signature)
-        with open(path, "wb") as f:
-            f.write(content)
+        atomic.write_bytes_atomic(path, content)
         paths[fmt] = path
         lite[f"tflite {quantization}"] = TFLiteModel(content)
         if print_fn is not None:

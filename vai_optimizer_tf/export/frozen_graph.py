@@ -10,13 +10,13 @@ of its input and output nodes. Our node names are stable: each input is a
 import dataclasses
 import os
 import re
-import tempfile
 
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.framework import convert_to_constants
 
 from vai_optimizer_tf.export import signature
+from vai_optimizer_tf.utils import atomic
 
 _VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp",
                            "AssignVariableOp", "ResourceGather"})
@@ -121,26 +121,8 @@ def freeze(model, batch_size=None, input_signature=None):
     return graph_def, signature.signature_of(specs, concrete, names)
 
 
-def _write_bytes_atomic(path, data):
-    """Writes through a temporary file and a rename, readable as a plain `open()` file is."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a server may run as another user
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_frozen_graph(model, path, as_text=False, batch_size=None, input_signature=None,
-                        print_fn=print):
+                        print_fn=print, overwrite=True):
     """Writes the model as a frozen graph (`.pb`), optionally also as `.pbtxt`.
 
     Variables become constants and layers run in inference mode. Inputs are
@@ -148,7 +130,8 @@ def export_frozen_graph(model, path, as_text=False, batch_size=None, input_signa
     nodes named after the Keras output layers, so a tool fetches
     `logits:0` after feeding `image:0`. The names and shapes are printed in
     the form vai_q_tensorflow's flags take. The graph loads with
-    `tf.compat.v1.import_graph_def`.
+    `tf.compat.v1.import_graph_def`. Files are written atomically (temporary
+    file, then rename).
 
     Args:
       model: A tf_keras model, typically the slim model.
@@ -162,6 +145,9 @@ def export_frozen_graph(model, path, as_text=False, batch_size=None, input_signa
         model's own input shapes.
       print_fn: Where the node names go; `None` is silent. Defaults to
         `print`.
+      overwrite: Replace existing files, as `model.save` does. With `False`,
+        an existing `.pb` (or `.pbtxt` with `as_text`) raises
+        `FileExistsError`. Defaults to `True`.
 
     Returns:
       A `FrozenGraph`.
@@ -169,6 +155,7 @@ def export_frozen_graph(model, path, as_text=False, batch_size=None, input_signa
     Raises:
       ValueError: for a `path` not ending in `.pb`, a bad `batch_size` or
         `input_signature`.
+      FileExistsError: if `overwrite=False` and a file to write exists.
       UnsupportedModelError: if `model` is not a built tf_keras model.
 
     Example:
@@ -194,12 +181,12 @@ def export_frozen_graph(model, path, as_text=False, batch_size=None, input_signa
     if not path.endswith(".pb"):
         raise ValueError(f"Invalid `path`: expected a file name ending in .pb. "
                          f"Received: path={path!r}")
+    text_path = path[:-len(".pb")] + ".pbtxt" if as_text else None
+    atomic.check_writable([p for p in (path, text_path) if p], overwrite)
     graph_def, sig = freeze(model, batch_size, input_signature)
-    _write_bytes_atomic(path, graph_def.SerializeToString())
-    text_path = None
+    atomic.write_bytes_atomic(path, graph_def.SerializeToString())
     if as_text:
-        text_path = path[:-len(".pb")] + ".pbtxt"
-        _write_bytes_atomic(text_path, text_format.MessageToString(graph_def).encode())
+        atomic.write_bytes_atomic(text_path, text_format.MessageToString(graph_def).encode())
     result = FrozenGraph(path, text_path, sig, graph_def)
     if print_fn is not None:
         print_fn(result.describe())

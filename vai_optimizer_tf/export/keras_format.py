@@ -7,12 +7,13 @@ import os
 import tf_keras
 
 from vai_optimizer_tf.export import signature
+from vai_optimizer_tf.utils import atomic
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 logger = logging.getLogger("vai_optimizer_tf")
 
 
-def save_keras(model, path, include_optimizer=False, sparse_ok=False):
+def save_keras(model, path, include_optimizer=False, sparse_ok=False, overwrite=True):
     """Saves a model as `.keras` (the Keras v3 zip) or `.h5` (HDF5).
 
     The slim model is a plain tf_keras model, so the file reloads with
@@ -22,20 +23,28 @@ def save_keras(model, path, include_optimizer=False, sparse_ok=False):
     file loads only where the library is imported. The format follows the
     suffix; `.h5` is for older pipelines that expect HDF5.
 
+    The file is written atomically: to a temporary file next to `path`, then
+    renamed, so a process killed while saving leaves the previous file (or
+    the new one) intact, never a truncated one.
+
     Args:
       model: A tf_keras model, typically `runner.get_slim_model(...)`.
       path: Destination file ending in `.keras`, `.h5` or `.hdf5`. Its folder
-        is created if missing; an existing file is replaced.
+        is created if missing.
       include_optimizer: Also save the optimizer state of a compiled model.
         Defaults to `False`: a deployed model does not need it.
       sparse_ok: Save a sparse model without the warning, e.g. to fine-tune
         it in another process. Defaults to `False`.
+      overwrite: Replace an existing file at `path`, as `model.save` does.
+        With `False`, an existing file raises `FileExistsError` (where
+        `model.save` would prompt). Defaults to `True`.
 
     Returns:
       `path`.
 
     Raises:
       ValueError: if `path` has another suffix.
+      FileExistsError: if `overwrite=False` and `path` exists.
       UnsupportedModelError: if `model` is not a built tf_keras model.
 
     Example:
@@ -54,6 +63,7 @@ def save_keras(model, path, include_optimizer=False, sparse_ok=False):
     if not path.lower().endswith(KERAS_SUFFIXES):
         raise ValueError(f"Invalid `path`: expected a file name ending in .keras, .h5 or "
                          f".hdf5. Received: path={path!r}")
+    atomic.check_writable([path], overwrite)
     library_layers = [] if sparse_ok else _layers_using_the_library(model)
     if library_layers:
         logger.warning(
@@ -61,14 +71,14 @@ def save_keras(model, path, include_optimizer=False, sparse_ok=False):
             "sparse model), so %s loads only after `import vai_optimizer_tf`. For deployment, "
             "save the slim model: runner.get_slim_model(weights_from=sparse_model).",
             model.name, library_layers[:5], path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    if path.lower().endswith(".keras"):
-        if not include_optimizer and getattr(model, "optimizer", None) is not None:
-            model = _without_optimizer(model)
-        model.save(path, overwrite=True)
-    else:
-        model.save(path, include_optimizer=include_optimizer, overwrite=True)
+    if path.lower().endswith(".keras") and not include_optimizer \
+            and getattr(model, "optimizer", None) is not None:
+        model = _without_optimizer(model)
+    with atomic.atomic_path(path) as tmp:  # the temporary name keeps the suffix (the format)
+        if path.lower().endswith(".keras"):
+            model.save(tmp, overwrite=True)
+        else:
+            model.save(tmp, include_optimizer=include_optimizer, overwrite=True)
     return path
 
 

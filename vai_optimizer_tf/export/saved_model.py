@@ -5,12 +5,13 @@ import os
 import tensorflow as tf
 
 from vai_optimizer_tf.export import signature
+from vai_optimizer_tf.utils import atomic
 
 SERVING_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
 
 
 def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
-                       print_fn=print):
+                       print_fn=print, overwrite=True):
     """Writes a SavedModel whose `serving_default` signature calls the model.
 
     The signature takes one named tensor per model input (keyed by the Keras
@@ -25,11 +26,17 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
     The folder is also a Keras SavedModel: `tf_keras.models.load_model`
     reads it back, and so does `vai_p_tf2 --model=EXPORT_DIR`.
 
+    The folder is written atomically: into a temporary folder next to
+    `export_dir`, then renamed into place. An existing folder is replaced as
+    a whole (on Linux in one atomic swap), so TF Serving or a killed process
+    never sees a half-written model; see `vai_optimizer_tf.utils.atomic` for
+    what a kill can leave behind elsewhere.
+
     Args:
       model: A tf_keras model, typically the slim model.
       export_dir: The SavedModel folder to write (TF Serving expects it under
-        a numeric version folder, e.g. `models/my_model/1`). Files already
-        there are overwritten.
+        a numeric version folder, e.g. `models/my_model/1`). An existing
+        folder is replaced as a whole.
       batch_size: `None` for a batch-size-polymorphic signature (`-1` in
         `saved_model_cli`), or a fixed batch size. Defaults to `None`.
       input_signature: Optional `tf.TensorSpec` (or list, one per input) for
@@ -37,12 +44,16 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
         Defaults to the model's own input shapes.
       print_fn: Where the signature summary goes; `None` is silent.
         Defaults to `print`.
+      overwrite: Replace an existing `export_dir`, as `model.save` does.
+        With `False`, an existing one raises `FileExistsError`. Defaults to
+        `True`.
 
     Returns:
       The `ModelSignature` of `serving_default`.
 
     Raises:
       ValueError: for a bad `batch_size` or `input_signature`.
+      FileExistsError: if `overwrite=False` and `export_dir` exists.
       UnsupportedModelError: if `model` is not a built tf_keras model.
 
     Example:
@@ -61,14 +72,16 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
     """
     specs = signature.input_specs(model, batch_size, input_signature)
     names = signature.output_names(model)
-    serve = signature.serving_function(model, specs).get_concrete_function()
     export_dir = os.fspath(export_dir)
+    atomic.check_writable([export_dir], overwrite)
+    serve = signature.serving_function(model, specs).get_concrete_function()
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel("ERROR")  # Keras warns about unbuilt compiled metrics while tracing
     try:
-        model.save(export_dir, save_format="tf", include_optimizer=False, overwrite=True,
-                   signatures={SERVING_KEY: serve})
+        with atomic.atomic_path(export_dir, directory=True) as tmp:
+            model.save(tmp, save_format="tf", include_optimizer=False, overwrite=True,
+                       signatures={SERVING_KEY: serve})
     finally:
         logger.setLevel(level)
     sig = signature.signature_of(specs, serve, names)

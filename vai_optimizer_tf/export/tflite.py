@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from vai_optimizer_tf.export import accuracy, signature
 from vai_optimizer_tf.export.tflite_model import TFLiteModel
+from vai_optimizer_tf.utils import atomic
 
 QUANTIZATIONS = ("float", "int8", "qat")
 
@@ -154,7 +155,7 @@ def convert_to_tflite(model, quantization="float", representative_data=None,
 
 def export_tflite(model, path, quantization="float", representative_data=None,
                   num_calibration_samples=100, input_signature=None, eval_fn=None,
-                  validation_data=None, print_fn=print):
+                  validation_data=None, print_fn=print, overwrite=True):
     """Converts a model to TFLite, writes it, and reports its accuracy.
 
     When `eval_fn` or `validation_data` is given, the Keras model and the
@@ -179,6 +180,9 @@ def export_tflite(model, path, quantization="float", representative_data=None,
       validation_data: Optional `(x, y)` with integer (or one-hot) class
         labels; top-1 accuracy is reported. Defaults to `None`.
       print_fn: Where the report goes; `None` is silent. Defaults to `print`.
+      overwrite: Replace an existing file at `path`, as `model.save` does.
+        With `False`, an existing file raises `FileExistsError`. Defaults to
+        `True`.
 
     Returns:
       A `TFLiteExport`.
@@ -186,6 +190,7 @@ def export_tflite(model, path, quantization="float", representative_data=None,
     Raises:
       ValueError: for a `path` not ending in `.tflite`, an unknown
         `quantization`, or `"int8"` without `representative_data`.
+      FileExistsError: if `overwrite=False` and `path` exists.
 
     Example:
 
@@ -207,12 +212,10 @@ def export_tflite(model, path, quantization="float", representative_data=None,
     if not path.endswith(".tflite"):
         raise ValueError(f"Invalid `path`: expected a file name ending in .tflite. "
                          f"Received: path={path!r}")
+    atomic.check_writable([path], overwrite)
     content = convert_to_tflite(model, quantization, representative_data,
                                 num_calibration_samples, input_signature)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(content)
+    atomic.write_bytes_atomic(path, content)
     metrics = {}
     if eval_fn is not None or validation_data is not None:
         metrics = accuracy.compare({"keras": model,

@@ -10,7 +10,8 @@ SGD momentum, Adam or AdamW weight decay, and needs no callback.
 The mask is one 0/1 vector per sliced axis, held in non-trainable variables so
 a pruning callback can change it during `fit` without retracing. Its config
 stores the kept indices, so `model.save` / `load_model` restore it, and the
-class is registered with Keras under `vai_optimizer_tf>ChannelMask`.
+class is registered with Keras under `vai_optimizer_tf>ChannelMask`, and under
+its bare name `ChannelMask` for the legacy `.h5` loader (see `_register`).
 """
 
 import numpy as np
@@ -74,6 +75,22 @@ class ChannelMask(tf_keras.constraints.Constraint):
         return {"shape": list(self.shape),
                 "axes": [[axis, [int(k) for k in self.kept(axis)]] for axis in self.keep],
                 "inner": self.inner_config}
+
+
+def _register():
+    """Also registers `ChannelMask` under its bare class name.
+
+    The `.keras` loader finds registered classes by `registered_name`
+    (`vai_optimizer_tf>ChannelMask`), but tf_keras' legacy `.h5` loader looks
+    constraints up by `class_name` alone (`ChannelMask`), so without this a
+    sparse `.h5` file fails with "Unknown constraint: 'ChannelMask'" even
+    after `import vai_optimizer_tf`. A class the user registered under that
+    name first is left in place.
+    """
+    tf_keras.saving.get_custom_objects().setdefault(ChannelMask.__name__, ChannelMask)
+
+
+_register()
 
 
 def is_channel_mask_config(value):
