@@ -33,6 +33,8 @@ from vai_optimizer_tf.masks.channel_mask import ChannelMask
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
 from vai_optimizer_tf.search.adaptive_bn import adaptive_bn
+from vai_optimizer_tf import sparsity  # noqa: E402
+from vai_optimizer_tf.sparsity import SparsePruner, SparsityReport, sparsity_report
 from vai_optimizer_tf.stats.model_stats import LayerStats, ModelStats, stat
 
 __version__ = "0.1.0"
@@ -41,5 +43,5 @@ __all__ = [
     "adaptive_bn", "callbacks", "ChannelMask", "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
     "LayerStats", "ModelStats", "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError",
     "UnsupportedModelError", "VaiOptimizerError", "register_layer",
-    "stat",
+    "sparsity", "SparsePruner", "SparsityReport", "sparsity_report", "stat",
 ]
