@@ -72,9 +72,9 @@ def _activation_reason(nodes, weight_name, axis_spec, in_channels):
         if node.config.get("data_format") == "channels_first":
             return ("channels_first data format: activation sparsity works on the last "
                     "axis of its input")
-        if axis_spec.repeat_key and int(node.config.get(axis_spec.repeat_key, 1)) > 1:
-            return (f"the inputs of `{weight_name}` are made inside the layer "
-                    f"({axis_spec.repeat_key} > 1), out of reach of activation sparsity")
+        if axis_spec.repeat_key:
+            return (f"the inputs of `{weight_name}` are made inside the layer (by its "
+                    "depthwise step), out of reach of activation sparsity")
         if len(node.inputs) != 1 or node.input_shapes[0][-1] != in_channels:
             return (f"the layer's input does not carry the {in_channels} input channels of "
                     f"`{weight_name}` on its last axis, so activation sparsity cannot be put "

@@ -1,0 +1,106 @@
+"""Shared pieces of the N:M sparsity tests: a small net and independent pattern checks.
+
+The pattern is counted here by slicing each block explicitly, not through the
+library's reshape, and the input-channel axis of every sparse kernel of
+`nm_net` is written by hand below, not read from the layer registry.
+"""
+
+import numpy as np
+import tf_keras as keras
+
+from tests import model_utils
+
+L = keras.layers
+
+# Layer -> (weight attribute, input-channel axis) of each kernel that takes the pattern.
+SPARSE_KERNELS = {
+    "conv": ("kernel", 2),
+    "sep": ("pointwise_kernel", 2),
+    "up": ("kernel", 3),
+    "side": ("kernel", 2),
+    "head": ("kernel", 0),
+}
+# With activation sparsity the separable conv stays dense: its pointwise inputs are internal.
+ACTIVATION_SPARSE_LAYERS = ["conv", "up", "side", "head"]
+# Kernels that stay dense, and the words their reason must contain.
+DENSE_KERNELS = {
+    ("stem", "kernel"): "3 input channels",
+    ("dw", "depthwise_kernel"): "depthwise",
+    ("sep", "depthwise_kernel"): "depthwise",
+}
+
+
+def nm_net(seed=0):
+    """stem (3 channels) -> BN -> conv -> depthwise -> separable -> transpose conv -> 1x1 -> head.
+
+    Input channels of the sparse kernels: conv 16, sep (pointwise) 32, up 32,
+    side 16, head 16, so block sizes 4, 8 and 16 all fit.
+    """
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(name="relu")(x)
+    x = L.Conv2D(32, 3, padding="same", activation="relu", name="conv")(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.SeparableConv2D(32, 3, padding="same", activation="relu", name="sep")(x)
+    x = L.Conv2DTranspose(16, 3, strides=2, padding="same", name="up")(x)
+    x = L.Conv2D(16, 1, activation="relu", name="side")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(10, name="head")(x)
+    return model_utils.randomize_batch_norm(keras.Model(inputs, outputs, name="nm_net"), seed)
+
+
+def training_data(n=32, seed=1):
+    rs = np.random.RandomState(seed)
+    return rs.uniform(-1, 1, (n, 8, 8, 3)).astype("float32"), rs.randint(0, 10, n)
+
+
+def loss_fn():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def block_zero_counts(values, axis, block_size, zero=0):
+    """Zeros in each block of `block_size` consecutive entries along `axis`, block by block."""
+    moved = np.moveaxis(np.asarray(values), axis, -1)
+    assert moved.shape[-1] % block_size == 0, (moved.shape, block_size)
+    return np.stack([np.sum(moved[..., start:start + block_size] == zero, axis=-1)
+                     for start in range(0, moved.shape[-1], block_size)], axis=-1)
+
+
+def kernel(model, layer, attr):
+    return getattr(model.get_layer(layer), attr).numpy()
+
+
+def assert_pattern(model, block_size, zeros, layers=None):
+    """Every block of every sparse kernel has at least `zeros` exact zeros."""
+    bad = {}
+    for layer in layers or SPARSE_KERNELS:
+        attr, axis = SPARSE_KERNELS[layer]
+        counts = block_zero_counts(kernel(model, layer, attr), axis, block_size)
+        if np.any(counts < zeros):
+            bad[layer] = int(np.sum(counts < zeros))
+    assert not bad, f"blocks with fewer than {zeros} zeros: {bad}"
+
+
+def zero_positions(model, layers=None):
+    return {layer: kernel(model, layer, SPARSE_KERNELS[layer][0]) == 0
+            for layer in layers or SPARSE_KERNELS}
+
+
+def assert_same_zeros(model, expected):
+    changed = [layer for layer, zeros in expected.items()
+               if not np.array_equal(zero_positions(model, [layer])[layer], zeros)]
+    assert not changed, f"the pruned entries changed in {changed}"
+
+
+def assert_trained(model, before, layers=None):
+    """The kept weights moved: training really happened."""
+    for layer in layers or SPARSE_KERNELS:
+        after = kernel(model, layer, SPARSE_KERNELS[layer][0])
+        assert not np.allclose(after[after != 0], before[layer][after != 0]), layer
+
+
+def kernels(model, layers=None):
+    return {layer: kernel(model, layer, SPARSE_KERNELS[layer][0]).copy()
+            for layer in layers or SPARSE_KERNELS}

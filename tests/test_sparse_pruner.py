@@ -1,0 +1,235 @@
+"""Specification: `SparsePruner.sparse_model` builds an N:M block-sparse copy of a model.
+
+In each block of consecutive input channels the smallest magnitudes are zero
+and the others keep their values; the copy has the user's layer names and
+configs (a constraint is the only addition); the user's model is untouched;
+kernels that cannot take the pattern are listed with a reason; bad settings
+fail with a clear error.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import vai_optimizer_tf as vot
+from tests import nm_utils
+from tests.nm_utils import SPARSE_KERNELS
+
+L = keras.layers
+
+
+@pytest.fixture(scope="module")
+def model():
+    return nm_utils.nm_net()
+
+
+@pytest.fixture(scope="module")
+def pruner(model):
+    return vot.SparsePruner(model)
+
+
+def blockwise(values, axis, block_size):
+    """Blocks as rows, by explicit slicing (see nm_utils.block_zero_counts)."""
+    moved = np.moveaxis(values, axis, -1)
+    return np.concatenate([moved[..., s:s + block_size].reshape(-1, block_size)
+                           for s in range(0, moved.shape[-1], block_size)])
+
+
+class TestPattern:
+
+    @pytest.mark.parametrize("w_sparsity,block_size", [(0.5, 4), (0.75, 16), (0.5, 8)],
+                             ids=["2:4", "4:16", "4:8"])
+    def test_smallest_magnitudes_of_every_block_are_zero_and_the_rest_unchanged(
+            self, model, pruner, w_sparsity, block_size):
+        before = [w.copy() for w in model.get_weights()]
+        sparse = pruner.sparse_model(w_sparsity=w_sparsity, block_size=block_size)
+
+        zeros = int(w_sparsity * block_size)
+        for layer, (attr, axis) in SPARSE_KERNELS.items():
+            original = blockwise(nm_utils.kernel(model, layer, attr), axis, block_size)
+            pruned = blockwise(nm_utils.kernel(sparse, layer, attr), axis, block_size)
+            kept = pruned != 0
+            assert np.all(kept.sum(axis=1) == block_size - zeros), layer
+            np.testing.assert_array_equal(pruned[kept], original[kept])
+            smallest_kept = np.where(kept, np.abs(original), np.inf).min(axis=1)
+            largest_pruned = np.where(kept, -np.inf, np.abs(original)).max(axis=1)
+            assert np.all(smallest_kept >= largest_pruned), layer
+        for layer, attr in DENSE:
+            np.testing.assert_array_equal(nm_utils.kernel(sparse, layer, attr),
+                                          nm_utils.kernel(model, layer, attr))
+        for a, b in zip(model.get_weights(), before):  # the user's model is untouched
+            np.testing.assert_array_equal(a, b)
+
+    def test_names_and_configs_stay_the_users(self, model, pruner):
+        sparse = pruner.sparse_model(0.5, 4)
+
+        assert [layer.name for layer in sparse.layers] == [layer.name for layer in model.layers]
+        for layer in model.layers:
+            ours = sparse.get_layer(layer.name).get_config()
+            theirs = layer.get_config()
+            changed = {k for k in theirs if ours[k] != theirs[k]}
+            expected = ({SPARSE_KERNELS[layer.name][0].replace("_kernel", "") + "_constraint"}
+                        if layer.name in SPARSE_KERNELS else set())
+            assert changed == expected, layer.name
+        assert all(type(layer) is type(model.get_layer(layer.name)) for layer in sparse.layers)
+        assert model.get_layer("conv").kernel.constraint is None
+
+    def test_outputs_equal_the_dense_model_with_the_same_zeros(self, model, pruner):
+        sparse = pruner.sparse_model(0.75, 16)
+        dense = keras.models.clone_model(model)
+        dense.set_weights(sparse.get_weights())
+        x, _ = nm_utils.training_data(8)
+
+        np.testing.assert_array_equal(sparse(x).numpy(), dense(x).numpy())
+
+
+DENSE = [("stem", "kernel"), ("dw", "depthwise_kernel"), ("sep", "depthwise_kernel")]
+
+
+class TestExclusions:
+
+    def test_every_dense_kernel_is_reported_with_its_reason(self, pruner):
+        sparse = pruner.sparse_model(0.5, 4, excludes=["side"])
+        report = vot.sparsity_report(sparse)
+
+        reasons = {(e.layer, e.weight): e.reason for e in report.exclusions}
+        assert set(reasons) == set(nm_utils.DENSE_KERNELS) | {("side", "kernel")}
+        for key, words in nm_utils.DENSE_KERNELS.items():
+            assert words in reasons[key], reasons[key]
+        assert "excludes" in reasons[("side", "kernel")]
+        assert {(l.layer, l.weight) for l in report.layers} == {
+            (layer, attr) for layer, (attr, _) in SPARSE_KERNELS.items() if layer != "side"}
+        assert "stem.kernel: 3 input channels, not a multiple of block_size=4" in str(report)
+
+    def test_layers_whose_channels_do_not_fit_the_block_stay_dense(self):
+        inputs = keras.Input((8,))
+        x = L.Dense(12, name="a")(inputs)             # 8 inputs: fits 4 and 8
+        outputs = L.Dense(4, name="b")(x)             # 12 inputs: fits 4, not 8
+        model = keras.Model(inputs, outputs)
+
+        report = vot.sparsity_report(vot.SparsePruner(model).sparse_model(0.5, 8))
+
+        assert [l.layer for l in report.layers] == ["a"]
+        assert [e.describe() for e in report.exclusions] == [
+            "b.kernel: 12 input channels, not a multiple of block_size=8"]
+
+    def test_separable_conv_cannot_take_activation_sparsity(self, pruner):
+        sparse = pruner.sparse_model(0.75, 16, a_sparsity=0.5)
+        reasons = {(e.layer, e.weight): e.reason for e in vot.sparsity_report(sparse).exclusions}
+
+        assert "made inside the layer" in reasons[("sep", "pointwise_kernel")]
+
+
+class TestReport:
+
+    def test_counts_match_an_independent_count(self, pruner):
+        sparse = pruner.sparse_model(0.5, 4)
+        kernel = sparse.get_layer("conv").kernel
+        value = kernel.numpy()
+        value[0, 0, :4, 0] = 1.0  # one block with no zero left
+        kernel.assign(value)
+
+        report = vot.sparsity_report(sparse)
+
+        rows = {l.layer: l for l in report.layers}
+        for layer, (attr, axis) in SPARSE_KERNELS.items():
+            counts = nm_utils.block_zero_counts(nm_utils.kernel(sparse, layer, attr), axis, 4)
+            values = nm_utils.kernel(sparse, layer, attr)
+            assert rows[layer].blocks == counts.size
+            assert rows[layer].violations == int(np.sum(counts < 2))
+            assert rows[layer].sparsity == pytest.approx(np.mean(values == 0))
+            assert rows[layer].pattern == "2:4"
+        assert rows["conv"].violations == 1
+        assert report.violations == 1 and not report.compliant
+        assert json.loads(json.dumps(report.to_dict()))["layers"][0]["layer"] == "conv"
+
+    def test_a_model_without_masks_is_refused(self, model):
+        with pytest.raises(ValueError, match="no BlockSparseMask"):
+            vot.sparsity_report(model)
+
+
+class TestErrors:
+
+    @pytest.mark.parametrize("kwargs,match", [
+        (dict(w_sparsity=0.6), r"Invalid `w_sparsity`: expected one of \(0.5, 0.75\). "
+                               r"Received: w_sparsity=0.6"),
+        (dict(w_sparsity=0.0), "prunes nothing"),
+        (dict(block_size=5), r"Invalid `block_size`: expected one of \(4, 8, 16\). "
+                             "Received: block_size=5"),
+        (dict(block_size=4.0), "Invalid `block_size`"),
+        (dict(w_sparsity=0.75, a_sparsity=0.25), "Invalid `a_sparsity`"),
+        (dict(w_sparsity=0.5, a_sparsity=0.5), r"a_sparsity=0.5 requires w_sparsity=0.75"),
+        (dict(excludes=["nope"]), "No layer named 'nope'"),
+    ])
+    def test_bad_settings(self, pruner, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            pruner.sparse_model(**kwargs)
+
+    def test_a_block_size_no_layer_can_take(self):
+        inputs = keras.Input((8, 8, 3))
+        x = L.Conv2D(6, 3, name="c1")(inputs)
+        x = L.Conv2D(10, 3, name="c2")(x)
+        model = keras.Model(inputs, L.Dense(2, name="d")(L.GlobalAveragePooling2D()(x)))
+
+        with pytest.raises(ValueError, match=r"Invalid `block_size`: no layer .* blocks of 4 "
+                                             r"input channels \(c1.kernel: 3 input channels"):
+            vot.SparsePruner(model).sparse_model(0.5, 4)
+
+    def test_excluding_every_layer(self, pruner):
+        with pytest.raises(ValueError, match="Invalid `excludes`: no layer is left"):
+            pruner.sparse_model(0.5, 4, excludes=list(SPARSE_KERNELS))
+
+    def test_an_already_sparse_model(self, pruner):
+        with pytest.raises(ValueError, match="already N:M sparse"):
+            vot.SparsePruner(pruner.sparse_model(0.5, 4))
+
+
+class TestSerializableObjects:
+
+    def test_block_mask_config_round_trip(self):
+        mask = vot.sparsity.BlockSparseMask((3, 3, 8, 4), axis=2, block_size=4, sparsity=0.75,
+                                            zeros=1, inner=keras.saving.serialize_keras_object(
+                                                keras.constraints.NonNeg()))
+        restored = keras.saving.deserialize_keras_object(
+            json.loads(json.dumps(keras.saving.serialize_keras_object(mask))))
+
+        assert isinstance(restored, vot.sparsity.BlockSparseMask)
+        assert restored.get_config() == mask.get_config()
+        w = np.random.RandomState(0).normal(size=(3, 3, 8, 4)).astype("float32")
+        restored.set_from_weights(np.abs(w))  # one zero per block: the smallest |w|
+        out = restored(tf.constant(w)).numpy()
+        counts = nm_utils.block_zero_counts(out, 2, 4)
+        assert np.all(counts >= 1)
+        np.testing.assert_array_equal(out[out != 0], np.maximum(w, 0)[out != 0])
+
+    def test_activation_sparsity_config_round_trip(self):
+        layer = vot.sparsity.ActivationSparsity(block_size=8, sparsity=0.5, name="a")
+        restored = keras.layers.deserialize(
+            json.loads(json.dumps(keras.layers.serialize(layer))))
+
+        assert restored.get_config() == layer.get_config()
+        assert restored.block_size == 8 and restored.sparsity == 0.5
+
+
+class TestComposition:
+
+    def test_slim_model_of_channel_pruning_takes_the_pattern(self, model, tmp_path):
+        runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
+        slim = runner.get_slim_model(runner.uniform_spec(0.5, channel_divisible=4))
+        assert slim.count_params() < model.count_params()
+
+        sparse = vot.SparsePruner(slim).sparse_model(0.5, 4)
+        sparse.compile(keras.optimizers.Adam(0.01), nm_utils.loss_fn())
+        before = nm_utils.kernels(sparse)
+        x, y = nm_utils.training_data()
+        sparse.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+        widths = {layer: sparse.get_layer(layer).get_config().get("filters") for layer in
+                  ("conv", "sep", "up")}
+        assert widths == {"conv": 16, "sep": 16, "up": 8}  # half of 32, 32, 16
+        nm_utils.assert_trained(sparse, before)
+        nm_utils.assert_pattern(sparse, 4, 2)
+        assert vot.sparsity_report(sparse).compliant
