@@ -1,0 +1,347 @@
+"""N:M fine-grained sparsity, measured side by side: accuracy, fit overhead, size, latency.
+
+One run, four measurements:
+
+* **Accuracy.** A ResNet-20-style net (3 stages of 3 basic blocks, 16/32/64
+  channels) is trained dense on Fashion-MNIST, then each arm fine-tunes a
+  copy of it for the same budget: dense (more training), ours at 2:4 and at
+  4:16 (75%), and TFMOT's `prune_low_magnitude(..., sparsity_m_by_n=(2, 4))`
+  on the same layers (those whose input channels are a multiple of 4; the
+  1-channel stem stays dense in every arm). Test accuracy and the pattern of
+  the final kernels are reported.
+* **Fit overhead.** The same net, batch 128: plain `fit` of the dense model;
+  ours (the 2:4 sparse model, whose masks start dense, with
+  `GradualSparsity` pruning at the first and middle step of each timed fit);
+  TFMOT 2:4 with `UpdatePruningStep`. The arms alternate in short repeats;
+  the min and median ratios to plain `fit` are reported.
+* **Model size.** TFLite files (float and int8) of the dense model and of
+  the fine-tuned sparse models, written by `export_sparse_model` with
+  `EXPERIMENTAL_SPARSITY`, whose pattern is read back and checked.
+* **Latency.** A 1x1-conv-heavy MobileNet-style net (explicit symmetric
+  padding, as XNNPACK's sparse path needs) at 96x96, dense vs 4:16, through
+  the TFLite interpreter's default XNNPACK delegate on one thread;
+  alternating repeats, min and median. XNNPACK only runs sparse kernels for
+  fp32 subgraphs from a 3x3 stride-2 conv on 3 channels through 1x1 convs
+  and depthwise convs to a global average pool, with more than 2/3 zeros in
+  the 1x1 weights, and on x86 only on CPUs without AVX; the script prints
+  whether this CPU has AVX.
+
+The last line is the key ratio: fit overhead, ours / plain (target <= 1.05).
+
+Run: python benchmarks/sparsity.py            (full run, ~1 h on 2 cores)
+     python benchmarks/sparsity.py --quick    (a few minutes; checks the script works)
+"""
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+import vai_optimizer_tf as vot  # noqa: E402
+from vai_optimizer_tf import datasets  # noqa: E402
+from vai_optimizer_tf.sparsity import block_pattern  # noqa: E402
+
+L = keras.layers
+BATCH = 128
+
+
+def resnet20(input_shape=(28, 28, 1), classes=10):
+    """CIFAR ResNet-20: a 3x3 stem, 3 stages x 3 basic blocks (16/32/64 channels)."""
+    inputs = keras.Input(input_shape)
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = L.ReLU()(L.BatchNormalization()(x))
+    for stage, width in enumerate((16, 32, 64)):
+        for block in range(3):
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = L.Conv2D(width, 3, strides=strides, padding="same", use_bias=False)(x)
+            y = L.ReLU()(L.BatchNormalization()(y))
+            y = L.Conv2D(width, 3, padding="same", use_bias=False)(y)
+            y = L.BatchNormalization()(y)
+            if strides > 1:
+                x = L.BatchNormalization()(L.Conv2D(width, 1, strides=strides,
+                                                    use_bias=False)(x))
+            x = L.ReLU()(L.Add()([x, y]))
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(classes, name="logits")(x), name="resnet20")
+
+
+def mobilenet_1x1(resolution=96, width=64):
+    """A MobileNet-style net whose cost is in 1x1 convs, padded the way XNNPACK's sparse path needs.
+
+    Stem: explicit 1-pixel padding + 3x3 stride-2 conv on 3 channels. Body:
+    1x1 convs, downsampling by explicitly padded 3x3 stride-2 depthwise
+    convs (a padded stride-1 depthwise would be folded into SAME padding by
+    the converter, which XNNPACK's sparse path does not take). Head: global
+    average pooling and a Dense layer.
+    """
+    inputs = keras.Input((resolution, resolution, 3))
+    x = L.Conv2D(32, 3, strides=2, use_bias=False)(L.ZeroPadding2D(1)(inputs))
+    x = L.ReLU(6.0)(L.BatchNormalization()(x))
+    channels = width
+    for stage in range(4):
+        for _ in range(2):
+            x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(channels, 1, use_bias=False)(x)))
+        if stage < 3:
+            x = L.DepthwiseConv2D(3, strides=2, use_bias=False)(L.ZeroPadding2D(1)(x))
+            x = L.ReLU(6.0)(L.BatchNormalization()(x))
+            channels *= 2
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(10)(x), name="mobilenet_1x1")
+
+
+def loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def compile_(model, lr=1e-3):
+    model.compile(keras.optimizers.Adam(lr), loss(), metrics=["accuracy"])
+    return model
+
+
+def accuracy(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, batch_size=512, verbose=0), -1) == y))
+
+
+def tfmot_2of4(dense, schedule):
+    """TFMOT 2:4 on the layers whose input channels are a multiple of 4 (ours sparsify those)."""
+    eligible = {l.name for l in dense.layers if isinstance(l, (L.Conv2D, L.Dense))
+                and l.kernel.shape[-2 if isinstance(l, L.Conv2D) else 0] % 4 == 0}
+
+    def clone(layer):
+        new = layer.__class__.from_config(layer.get_config())
+        if layer.name in eligible:
+            return tfmot.sparsity.keras.prune_low_magnitude(
+                new, pruning_schedule=schedule, sparsity_m_by_n=(2, 4))
+        return new
+
+    model = keras.models.clone_model(dense, clone_function=clone)
+    for layer in dense.layers:  # the wrappers hold the layer's variables plus mask variables
+        if layer.weights:
+            target = model.get_layer(("prune_low_magnitude_" + layer.name)
+                                     if layer.name in eligible else layer.name)
+            inner = getattr(target, "layer", target)
+            inner.set_weights(layer.get_weights())
+    return model, eligible
+
+
+def tfmot_violations(model, eligible):
+    """Blocks of 4 input channels with fewer than 2 zeros, over TFMOT's stripped kernels."""
+    stripped = tfmot.sparsity.keras.strip_pruning(model)
+    bad = total = 0
+    for name in eligible:
+        kernel = stripped.get_layer(name).kernel.numpy()
+        axis = -2 if kernel.ndim == 4 else 0
+        zeros = block_pattern.zeros_per_block(kernel, axis, 4)
+        bad, total = bad + int(np.sum(zeros < 2)), total + zeros.size
+    return bad, total
+
+
+def run_accuracy(data, args, workdir):
+    (x_train, y_train), (x_test, y_test) = data
+    keras.utils.set_random_seed(0)
+    dense = compile_(resnet20())
+    start = time.perf_counter()
+    dense.fit(x_train, y_train, batch_size=BATCH, epochs=args.epochs, verbose=0)
+    print(f"  baseline: {args.epochs} epochs in {time.perf_counter() - start:.0f} s, "
+          f"test accuracy {accuracy(dense, x_test, y_test):.4f}")
+    steps = args.finetune_epochs * -(-len(x_train) // BATCH)
+    results, models = {}, {}
+
+    def finetune(model, callbacks=()):
+        compile_(model, args.finetune_lr)
+        model.fit(x_train, y_train, batch_size=BATCH, epochs=args.finetune_epochs, verbose=0,
+                  callbacks=list(callbacks))
+        return accuracy(model, x_test, y_test)
+
+    more = keras.models.clone_model(dense)
+    more.set_weights(dense.get_weights())
+    results["dense (same budget)"] = (finetune(more), "-")
+    pruner = vot.SparsePruner(dense)
+    for label, kwargs in (("ours 2:4", dict(w_sparsity=0.5, block_size=4)),
+                          ("ours 4:16", dict(w_sparsity=0.75, block_size=16))):
+        sparse = pruner.sparse_model(**kwargs)
+        acc = finetune(sparse)
+        report = vot.sparsity_report(sparse)
+        results[label] = (acc, f"{report.violations} violations, "
+                               f"{len(report.layers)} sparse kernels")
+        models[label] = sparse
+    schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0, frequency=100)
+    theirs, eligible = tfmot_2of4(dense, schedule)
+    acc = finetune(theirs, [tfmot.sparsity.keras.UpdatePruningStep()])
+    bad, total = tfmot_violations(theirs, eligible)
+    results["TFMOT 2:4"] = (acc, f"{bad}/{total} blocks violate 2:4, {len(eligible)} kernels")
+    base = results["dense (same budget)"][0]
+    print(f"  fine-tuning: {args.finetune_epochs} epochs ({steps} steps), Adam "
+          f"lr={args.finetune_lr}")
+    for label, (acc, note) in results.items():
+        print(f"  {label:<22} test accuracy {acc:.4f}  ({100 * (acc - base):+.2f} pp)  {note}")
+    return dense, models, results
+
+
+def run_sizes(dense, models, x_calibration, workdir):
+    print("  TFLite file sizes (KB): dense encoding / sparse encoding; pattern read back")
+    for label, model in models.items():
+        result = vot.sparsity.export_sparse_model(
+            model, os.path.join(workdir, label.replace(" ", "_").replace(":", "of")),
+            representative_data=x_calibration, print_fn=None)
+        for quantization, file in result.tflite.items():
+            check = file.check
+            print(f"  {label:<10} {quantization:<6} {file.dense_size_bytes / 1024:8.1f} / "
+                  f"{file.size_bytes / 1024:8.1f}  ({file.size_bytes / file.dense_size_bytes:.2f}x)"
+                  f"  {check.sparse_encoded}/{len(check.kernels)} sparse-encoded, "
+                  f"{'compliant' if check.compliant else 'NOT COMPLIANT'}")
+
+
+def time_fit(model, x, y, steps, callbacks):
+    start = time.perf_counter()
+    model.fit(x[:steps * BATCH], y[:steps * BATCH], batch_size=BATCH, epochs=1, verbose=0,
+              shuffle=False, callbacks=callbacks)
+    return time.perf_counter() - start
+
+
+def run_fit_overhead(data, args):
+    (x_train, y_train), _ = data
+    n = args.steps * BATCH
+    reps = -(-n // len(x_train))
+    x, y = np.concatenate([x_train] * reps)[:n], np.concatenate([y_train] * reps)[:n]
+    keras.utils.set_random_seed(0)
+    dense = compile_(resnet20())
+    total = (args.repeats + 1) * args.steps
+
+    def schedule():
+        return tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=total,
+                                                    frequency=max(args.steps // 2, 1))
+
+    ours = compile_(vot.SparsePruner(dense).sparse_model(0.5, 4, gradual=True))
+    theirs, _ = tfmot_2of4(dense, schedule())
+    compile_(theirs)
+    arms = {"plain": (dense, lambda: []),
+            "ours": (ours, lambda: [vot.callbacks.GradualSparsity(schedule())]),
+            "tfmot": (theirs, lambda: [tfmot.sparsity.keras.UpdatePruningStep()])}
+    for model, callbacks in arms.values():  # warm-up: trace the train step
+        time_fit(model, x, y, args.steps, callbacks())
+    times = {name: [] for name in arms}
+    names = list(arms)
+    for repeat in range(args.repeats):
+        for name in names[repeat % 3:] + names[:repeat % 3]:  # rotate: no arm always first
+            model, callbacks = arms[name]
+            times[name].append(time_fit(model, x, y, args.steps, callbacks()))
+    plain = np.array(times["plain"])
+    print(f"  {args.steps} steps at batch {BATCH} per repeat, {args.repeats} repeats "
+          "(arms alternate)")
+    ratios = {}
+    for name, t in times.items():
+        t = np.array(t)
+        ratios[name] = (t.min() / plain.min(), np.median(t) / np.median(plain))
+        print(f"  {name:<6} min {t.min():6.2f} s  median {np.median(t):6.2f} s   "
+              f"/ plain: min {ratios[name][0]:.3f}x  median {ratios[name][1]:.3f}x")
+    report = vot.sparsity_report(ours)
+    print(f"  ours ended at {report.layers[0].pattern} with {report.violations} violations")
+    return ratios["ours"]
+
+
+def has_avx():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx " in f.read().replace("\n", " ")
+    except OSError:
+        return None
+
+
+def run_latency(args):
+    keras.utils.set_random_seed(0)
+    dense = mobilenet_1x1()
+    sparse = vot.SparsePruner(dense).sparse_model(0.75, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dense_lite = tf.lite.TFLiteConverter.from_keras_model(dense).convert()
+        plain = vot.sparsity.plain_model(sparse)
+        converter = tf.lite.TFLiteConverter.from_keras_model(plain)
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        sparse_lite = converter.convert()
+        interpreters = {"dense": tf.lite.Interpreter(model_content=dense_lite, num_threads=1),
+                        "4:16": tf.lite.Interpreter(model_content=sparse_lite, num_threads=1)}
+    x = np.random.RandomState(0).rand(1, 96, 96, 3).astype("float32")
+    for it in interpreters.values():
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+    times = {name: [] for name in interpreters}
+    for _ in range(args.latency_repeats):
+        for name, it in interpreters.items():
+            start = time.perf_counter()
+            for _ in range(args.invokes):
+                it.invoke()
+            times[name].append((time.perf_counter() - start) / args.invokes * 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sparse_ops = sum(op["op_name"] == "DENSIFY" for op in tf.lite.Interpreter(
+            model_content=sparse_lite)._get_ops_details())
+    print(f"  {dense.name}, 96x96, {sparse_ops} sparse-encoded 1x1 kernels at 4:16, XNNPACK "
+          "(default delegate), 1 thread")
+    for name, t in times.items():
+        print(f"  {name:<6} min {min(t):7.3f} ms  median {np.median(t):7.3f} ms")
+    ratio = (min(times["dense"]) / min(times["4:16"]),
+             np.median(times["dense"]) / np.median(times["4:16"]))
+    avx = has_avx()
+    print(f"  speedup dense / 4:16: min {ratio[0]:.2f}x  median {ratio[1]:.2f}x; this CPU "
+          f"{'has' if avx else 'has no' if avx is False else 'may have'} AVX"
+          + (" (XNNPACK disables its sparse kernels on x86 CPUs with AVX)" if avx else ""))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small data and few repeats, to check the script runs")
+    parser.add_argument("--epochs", type=int, default=None, help="dense training epochs")
+    parser.add_argument("--finetune-epochs", type=int, default=None)
+    parser.add_argument("--finetune-lr", type=float, default=5e-4)
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed fit")
+    parser.add_argument("--repeats", type=int, default=None, help="timed fits per arm")
+    parser.add_argument("--latency-repeats", type=int, default=None)
+    parser.add_argument("--invokes", type=int, default=50)
+    parser.add_argument("--train-samples", type=int, default=None,
+                        help="use only the first N training images")
+    args = parser.parse_args()
+    defaults = (dict(epochs=1, finetune_epochs=1, steps=10, repeats=3, latency_repeats=3)
+                if args.quick else
+                dict(epochs=10, finetune_epochs=3, steps=40, repeats=7, latency_repeats=15))
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+    name, data = datasets.load_example_dataset()
+    (x_train, y_train), (x_test, y_test) = data
+    if args.quick:
+        args.train_samples = args.train_samples or 4000
+        x_test, y_test = x_test[:2000], y_test[:2000]
+    if args.train_samples:
+        x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
+    data = (x_train, y_train), (x_test, y_test)
+    workdir = tempfile.mkdtemp()
+    try:
+        print(f"Accuracy: ResNet-20 on {name} ({len(data[0][0])} train, {len(data[1][0])} test)")
+        dense, models, _ = run_accuracy(data, args, workdir)
+        print("Model size")
+        run_sizes(dense, models, data[0][0][:200], workdir)
+        print("Latency")
+        run_latency(args)
+        print("Fit overhead: ResNet-20")
+        overhead = run_fit_overhead(data, args)
+    finally:
+        shutil.rmtree(workdir)
+    print(f"fit overhead, ours / plain: min {overhead[0]:.3f}x, median {overhead[1]:.3f}x "
+          "(target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
