@@ -46,7 +46,8 @@ class SparsePruner:
 
     Raises:
       UnsupportedModelError: for models no adapter reads.
-      ValueError: if `model` is already N:M sparse.
+      ValueError: if `model` is already N:M sparse, or is a sparse model of
+        channel pruning (pass its slim model).
 
     Example:
 
@@ -80,6 +81,11 @@ class SparsePruner:
                 f"Model {model.name!r} is already N:M sparse (it carries BlockSparseMask "
                 "constraints or ActivationSparsity layers). Pass the dense model, or the "
                 "slim model of channel pruning.")
+        if self._adapter.channel_masks(self._adapter.model):
+            raise ValueError(
+                f"Model {model.name!r} is a sparse model of channel pruning (it carries "
+                "ChannelMask constraints, which N:M sparsity would drop). Pass its slim model: "
+                "runner.get_slim_model(spec, weights_from=sparse_model).")
 
     def _resolve_excludes(self, excludes):
         if excludes is None:
