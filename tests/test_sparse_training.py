@@ -79,6 +79,27 @@ class TestPatternHoldsThroughFit:
         nm_utils.assert_same_zeros(sparse, zeros)
         nm_utils.assert_pattern(sparse, 16, 12)
 
+    def test_custom_gradient_tape_loop(self, pruner, data):
+        sparse = pruner.sparse_model(0.5, 4)
+        zeros, before = nm_utils.zero_positions(sparse), nm_utils.kernels(sparse)
+        optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+        loss = nm_utils.loss_fn()
+
+        @tf.function
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                value = loss(y, sparse(x, training=True))
+            grads = tape.gradient(value, sparse.trainable_variables)
+            optimizer.apply_gradients(zip(grads, sparse.trainable_variables))
+
+        x, y = data
+        for start in range(0, len(x), 8):
+            train_step(x[start:start + 8], y[start:start + 8])
+
+        assert optimizer.iterations.numpy() == 4
+        nm_utils.assert_trained(sparse, before)
+        nm_utils.assert_same_zeros(sparse, zeros)
+
     def test_mixed_float16_with_activation_sparsity(self, data):
         keras.mixed_precision.set_global_policy("mixed_float16")
         try:
