@@ -266,7 +266,8 @@ class TestModelKinds:
     def test_sequential_model(self):
         keras.utils.set_random_seed(3)
         model = keras.Sequential([keras.Input((8, 8, 4)), L.Conv2D(16, 3, name="a"),
-                                  L.Conv2D(16, 3, name="b"), L.Flatten(), L.Dense(2, name="c")])
+                                  L.Conv2D(16, 3, name="b"), L.Flatten(name="flatten"),
+                                  L.Dense(2, name="c")])
 
         sparse = vot.SparsePruner(model).sparse_model(0.75, 4, a_sparsity=0.5)
 
