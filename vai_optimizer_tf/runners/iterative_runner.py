@@ -127,7 +127,7 @@ class IterativePruningRunner(PruningRunner):
             raise ValueError(f"Invalid `eval_fn`: expected a callable model -> float. "
                              f"Received: eval_fn={eval_fn!r}")
         ratios = analysis_lib.check_analysis_args(ratios, mode, criterion)
-        shard = analysis_lib.check_shard(shard)
+        shard = validation.check_shard(shard)
         return self._analyzer.run(self._deps_for(excludes), eval_fn, ratios, criterion, mode,
                                   shard, bool(forced), verbose)
 
