@@ -6,7 +6,7 @@ from vai_optimizer_tf.cli.loading import UsageError, parse_callable, parse_input
 from vai_optimizer_tf.export.formats import FORMATS as EXPORT_FORMATS
 
 FLAGS = flags.FlagValues()
-ACTIONS = ("ana", "prune", "finetune", "transform", "stat", "export")
+ACTIONS = ("ana", "prune", "search", "finetune", "transform", "stat", "export")
 DATASETS = ("example", "fashion_mnist", "mnist_5k")
 
 # What to do, and on which model.
@@ -71,9 +71,10 @@ flags.DEFINE_enum("metric_mode", "max", ["max", "min"], "ana: 'max' when a highe
                   "value is better (accuracy), 'min' when lower is (loss).", flag_values=FLAGS)
 flags.DEFINE_bool("forced", False, "ana: recompute every step even when cached.",
                   flag_values=FLAGS)
-flags.DEFINE_string("shard", None, "ana: i/n runs only the i-th of n interleaved shares of "
-                    "the steps (0 <= i < n), so n processes or machines sharing --workspace "
-                    "split the work. Then run --action=ana --merge.", flag_values=FLAGS)
+flags.DEFINE_string("shard", None, "ana and search: i/n runs only the i-th of n interleaved "
+                    "shares of the steps or candidates (0 <= i < n), so n processes or machines "
+                    "sharing --workspace split the work. Then run --action=ana --merge, or "
+                    "--action=search again without --shard.", flag_values=FLAGS)
 flags.DEFINE_bool("merge", False, "ana: evaluate nothing; merge the results every process and "
                   "shard wrote, print the table and write the reports, or fail listing the "
                   "missing steps.", flag_values=FLAGS)
@@ -102,6 +103,21 @@ def _valid_shard(value):
 
 flags.register_validator("shard", _valid_shard, "expected i/n with integers 0 <= i < n, "
                          "e.g. --shard=0/4", flag_values=FLAGS)
+
+# One-step pruning.
+flags.DEFINE_enum("mode", "iterative", ["iterative", "one_step"], "prune: 'iterative' prunes "
+                  "from the sensitivity analysis; 'one_step' is --action=search.",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("num_subnets", 200, "search: candidate subnets to score.", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("calibration_steps", 50, "search: batches of training images for "
+                     "adaptive BN.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_string("calibration_fn", None, "search: module:function or path/to/file.py:"
+                    "function; fn(model) runs model(x, training=True) on a few batches of "
+                    "training images (Vitis style). With --dataset, training images are used.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "search: seed of the candidate sequence.", lower_bound=0,
+                     flag_values=FLAGS)
 flags.DEFINE_string("spec", None, "Pruning spec JSON. prune: where to save it (or, without "
                     "--ratio/--threshold, an existing spec to apply); transform and stat: the "
                     "spec to use. Defaults to the latest spec in --workspace for transform.",
@@ -141,7 +157,7 @@ def check_usage(values):
     if not values.model:
         raise UsageError("--model is required: a .keras or .h5 file, or a Keras SavedModel "
                          "folder.")
-    for name in ("eval_fn", "train_fn", "representative_fn"):
+    for name in ("eval_fn", "train_fn", "representative_fn", "calibration_fn"):
         if values[name].value:
             parse_callable(values[name].value, name)
     for text in values.input_shape or []:
@@ -155,6 +171,16 @@ def check_usage(values):
             and not values.spec:
         raise UsageError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --threshold "
                          "(largest metric drop, e.g. 0.01) or --spec (an existing spec).")
+    if action == "search" or (action == "prune" and values.mode == "one_step"):
+        if values.ratio is None:
+            raise UsageError(f"--action={action} needs --ratio (the FLOPs reduction of every "
+                             "candidate, e.g. 0.5).")
+        if not values.eval_fn and not values.dataset:
+            raise UsageError(f"--action={action} needs --eval_fn=module:function or "
+                             f"{_DATASET_CHOICES}.")
+        if not values.calibration_fn and not values.dataset:
+            raise UsageError(f"--action={action} needs calibration data for adaptive BN: "
+                             f"--calibration_fn=module:function or {_DATASET_CHOICES}.")
     if action == "finetune" and not values.train_fn and not values.dataset:
         raise UsageError(f"--action=finetune needs --train_fn=module:function or "
                          f"{_DATASET_CHOICES}.")
