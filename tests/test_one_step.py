@@ -16,22 +16,13 @@ import tf_keras as keras
 import vai_optimizer_tf as vot
 from tests import model_utils
 from tests.one_step_worker import X, output_energy
+from tests.process_utils import CountingEval, logged_calls, start_together
 from tests.small_models import small_resnet
 from vai_optimizer_tf.planning.importance import kept_count
 
 WORKER = os.path.join(os.path.dirname(__file__), "one_step_worker.py")
 CALIBRATION = X[16:]
 N = 8
-
-
-class CountingEval:
-    def __init__(self, fn=output_energy):
-        self.fn = fn
-        self.calls = 0
-
-    def __call__(self, model):
-        self.calls += 1
-        return self.fn(model)
 
 
 def _search(runner, evaluate=output_energy, num_subnets=N, **kwargs):
@@ -130,13 +121,13 @@ class TestCache:
     def test_a_finished_search_is_read_back_without_scoring(self, model, searched):
         runner, subnets = searched
         again = vot.OneStepPruningRunner(model, workspace=runner.workspace)
-        evaluate = CountingEval()
+        evaluate = CountingEval(output_energy)
         assert _search(again, evaluate) == subnets
         assert evaluate.calls == 0
 
     def test_more_subnets_score_only_the_new_ones(self, model, searched, tmp_path):
         runner, subnets = searched
-        evaluate = CountingEval()
+        evaluate = CountingEval(output_energy)
         more = _search(vot.OneStepPruningRunner(model, workspace=runner.workspace), evaluate,
                        num_subnets=N + 2)
         assert evaluate.calls == 2 and more[:N] == subnets
@@ -146,7 +137,7 @@ class TestCache:
         workspace = str(tmp_path)
         _search(vot.OneStepPruningRunner(model, workspace=workspace))
         model.get_layer("head").set_weights([w + 1 for w in model.get_layer("head").get_weights()])
-        evaluate = CountingEval()
+        evaluate = CountingEval(output_energy)
         _search(vot.OneStepPruningRunner(model, workspace=workspace), evaluate)
         assert evaluate.calls == N
         assert len(_files(workspace)) == 2  # the first search's file is kept, untouched
@@ -155,7 +146,7 @@ class TestCache:
                                         {"calibration_steps": 1}])
     def test_other_search_settings_are_separate_searches(self, model, searched, change):
         runner, _ = searched
-        evaluate = CountingEval()
+        evaluate = CountingEval(output_energy)
         _search(vot.OneStepPruningRunner(model, workspace=runner.workspace), evaluate,
                 num_subnets=2, **change)
         assert evaluate.calls == 2
@@ -175,12 +166,12 @@ class TestCache:
 
     def test_shards_split_the_candidates_and_merge(self, model, tmp_path):
         workspace = str(tmp_path)
-        first, second = CountingEval(), CountingEval()
+        first, second = CountingEval(output_energy), CountingEval(output_energy)
         part = _search(vot.OneStepPruningRunner(model, workspace=workspace), first,
                        shard=(0, 2))
         assert [s.index for s in part] == [0, 2, 4, 6]
         _search(vot.OneStepPruningRunner(model, workspace=workspace), second, shard=(1, 2))
-        merged = _search(vot.OneStepPruningRunner(model, workspace=workspace), CountingEval())
+        merged = _search(vot.OneStepPruningRunner(model, workspace=workspace), CountingEval(output_energy))
         assert first.calls == second.calls == N // 2 and len(merged) == N
 
 
@@ -193,13 +184,6 @@ def _worker(workspace, log, sleep, num_subnets, shard=None, barrier=None):
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _calls(log):
-    if not os.path.exists(log):
-        return []
-    with open(log) as f:
-        return [line.strip() for line in f]
-
-
 class TestProcesses:
 
     def test_killed_search_resumes_and_equals_an_uninterrupted_one(self, model, searched,
@@ -207,17 +191,17 @@ class TestProcesses:
         workspace, log = str(tmp_path / "ws"), str(tmp_path / "calls.log")
         proc = _worker(workspace, log, 0.3, N)
         deadline = time.time() + 120
-        while len(_calls(log)) < 3 and time.time() < deadline:
+        while len(logged_calls(log)) < 3 and time.time() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        killed_at = len(_calls(log))
+        killed_at = len(logged_calls(log))
         assert 3 <= killed_at < N
         resumed = _worker(workspace, log, 0.0, N)
         assert resumed.wait(timeout=120) == 0, resumed.stderr.read().decode()[-2000:]
-        assert len(_calls(log)) - killed_at <= N - killed_at + 1  # at most the one in flight
+        assert len(logged_calls(log)) - killed_at <= N - killed_at + 1  # at most the one in flight
         runner, uninterrupted = searched
-        result = _search(vot.OneStepPruningRunner(model, workspace=workspace), CountingEval())
+        result = _search(vot.OneStepPruningRunner(model, workspace=workspace), CountingEval(output_energy))
         assert [(s.index, s.widths, s.flops_reduction) for s in result] == \
             [(s.index, s.widths, s.flops_reduction) for s in uninterrupted]
         np.testing.assert_allclose([s.score for s in result],
@@ -225,16 +209,9 @@ class TestProcesses:
 
     def test_two_processes_score_each_candidate_once(self, tmp_path):
         workspace, log = str(tmp_path / "ws"), str(tmp_path / "calls.log")
-        barrier = str(tmp_path / "go")
-        procs = [_worker(workspace, log, 0.2, N, barrier=barrier) for _ in range(2)]
-        deadline = time.time() + 300
-        while (len([f for f in os.listdir(tmp_path) if f.startswith("go.ready-")]) < 2
-               and time.time() < deadline):
-            time.sleep(0.05)
-        open(barrier, "w").close()
-        for p in procs:
-            assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
-        calls = _calls(log)
+        start_together(tmp_path, lambda barrier: _worker(workspace, log, 0.2, N,
+                                                         barrier=barrier), 2)
+        calls = logged_calls(log)
         assert len(calls) == N and len(set(calls)) == 2
 
 
@@ -286,7 +263,7 @@ class TestErrors:
 
         with pytest.raises(vot.AnalysisError, match="data loader died.*candidate subnet 2"):
             _search(runner, flaky, num_subnets=4)
-        evaluate = CountingEval()
+        evaluate = CountingEval(output_energy)
         assert len(_search(runner, evaluate, num_subnets=4)) == 4 and evaluate.calls == 2
 
     def test_dataset_and_calibration_fn_inputs(self, model, tmp_path):
