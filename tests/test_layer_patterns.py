@@ -292,6 +292,56 @@ def test_softmax_on_the_channel_axis_is_a_barrier(make_layer):
     assert_blocked_by(group_of(runner, "conv"), "softmax", "'act'")
 
 
+@pytest.mark.parametrize("input_shape, producer, shared_axes", [
+    ((4, 4, 3), lambda: L.Conv2D(8, 1, name="conv"), [1, 2, 3]),
+    ((6,), lambda: L.Dense(8, name="conv"), [1]),
+    ((5, 6), lambda: L.Dense(8, name="conv"), [1, 2]),
+], ids=["conv_all_axes", "dense", "dense_on_sequence"])
+def test_prelu_with_alpha_shared_across_channels_has_no_per_channel_weight(
+        input_shape, producer, shared_axes):
+    inputs = keras.Input(input_shape)
+    x = producer()(inputs)
+    x = L.PReLU(shared_axes=shared_axes, name="act")(x)
+    outputs = L.Dense(2, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "conv")
+    assert group.prunable
+    assert group.members == ()
+    assert slim.get_layer("act").alpha.shape[-1] == 1
+
+
+def _per_channel_scale_class(weight_shape):
+    """A custom layer multiplying by a weight of `weight_shape(channels)`."""
+    class Scale(L.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(name="scale", shape=weight_shape(input_shape[-1]),
+                                         initializer="ones")
+
+        def call(self, x):
+            return x * tf.reduce_mean(self.scale)
+    vot.register_layer(Scale, vot.LayerSpec.passthrough(per_channel_weights={"scale": -1},
+                                                        flops=lambda *_: 0))
+    return Scale
+
+
+def test_weight_declared_per_channel_but_shared_is_not_sliced():
+    scale = _per_channel_scale_class(lambda channels: (1,))
+    runner, _, slim = prune_and_compare(_model_around(scale(name="scale")))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").members == ()
+    assert slim.get_layer("scale").scale.shape == (1,)
+
+
+def test_weight_declared_per_channel_with_another_width_blocks_its_group():
+    scale = _per_channel_scale_class(lambda channels: (channels + 1,))
+    runner, _, _ = prune_and_compare(_model_around(scale(name="scale")))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "'scale'", "9 entries", "8")
+
+
 # Shape-keeping layers --------------------------------------------------------------
 
 @pytest.mark.parametrize("make_layer", [

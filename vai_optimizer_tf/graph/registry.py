@@ -21,7 +21,7 @@ vot.register_layer(Swish, vot.LayerSpec.passthrough())
 
 import dataclasses
 import enum
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 
 class Role(enum.Enum):
@@ -108,6 +108,11 @@ class LayerSpec:
         values as the model config stores them.
       flops: Optional `fn(node, in_shapes, out_shapes) -> int` giving FLOPs,
         with one multiply-add counted as 2 FLOPs. `None` means 0.
+      config_path: Keys leading from the node's config to the config that
+        `width_key`, `expand_key`, `Axis.repeat_key`, `rewrite` and the
+        weight constraints refer to. Empty (the node's own config) except
+        for wrappers: `("layer", "config")` for a layer inside
+        `TimeDistributed`.
     """
 
     role: Role
@@ -120,6 +125,7 @@ class LayerSpec:
     rewrite: Optional[Callable[[Dict[str, Any], RewriteContext], Dict[str, Any]]] = None
     rewrite_call: Optional[Callable[[Dict[str, Any], RewriteContext], Dict[str, Any]]] = None
     flops: Optional[Callable[..., int]] = None
+    config_path: Tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.role, Role):
@@ -133,6 +139,22 @@ class LayerSpec:
         if self.role is Role.BARRIER and not self.reason:
             raise ValueError("Invalid `reason`: a BARRIER must say why channels cannot "
                              "cross it. Received: reason=None")
+
+    def layer_config(self, config):
+        """The part of a node's `config` this spec's config keys refer to (see `config_path`)."""
+        for key in self.config_path:
+            config = config[key]
+        return config
+
+    def with_layer_config(self, config, layer_config):
+        """A copy of a node's `config` with the part at `config_path` replaced."""
+        if not self.config_path:
+            return layer_config
+        config = dict(config)
+        inner = self.replace(config_path=self.config_path[1:])
+        config[self.config_path[0]] = inner.with_layer_config(config[self.config_path[0]],
+                                                              layer_config)
+        return config
 
     def replace(self, **changes):
         """A copy of this spec with `changes` applied."""
