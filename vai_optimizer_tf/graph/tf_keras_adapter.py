@@ -117,6 +117,48 @@ def _neutral(value, local):
     return tf.nest.map_structure(convert, value)
 
 
+def _set_input_shapes(config, sequential, input_names, shapes):
+    """Sets the `batch_input_shape` of a model config's inputs, in place."""
+    for entry in config["layers"]:
+        if entry["class_name"] == "InputLayer" and entry["config"]["name"] in input_names:
+            entry["config"]["batch_input_shape"] = list(
+                shapes[input_names.index(entry["config"]["name"])])
+    if sequential and config["layers"][0]["class_name"] != "InputLayer":
+        config["layers"][0]["config"]["batch_input_shape"] = list(shapes[0])
+
+
+def _merged_shape(shapes):
+    """The dims all `shapes` agree on, None elsewhere."""
+    return tuple(dims[0] if len(set(dims)) == 1 else None for dims in zip(*shapes))
+
+
+def _concretize_nested_inputs(model, config):
+    """Gives nested models in `config` the input shapes `model` calls them with.
+
+    Returns whether any shape became more defined, in which case the model
+    must be rebuilt from `config` and this called again for deeper nesting.
+    """
+    changed = False
+    for entry in config["layers"]:
+        if entry["class_name"] not in _MODEL_CLASS_NAMES or "layers" not in entry["config"]:
+            continue
+        nested = model.get_layer(entry["config"]["name"])
+        calls = [node for i, node in enumerate(nested._inbound_nodes)
+                 if functional_lib._make_node_key(nested.name, i) in model._network_nodes]
+        if calls:
+            own = [_shape(t) for t in nested.inputs]
+            called = [_merged_shape(shapes) for shapes in zip(
+                *[[_shape(t) for t in node.keras_inputs] for node in calls])]
+            merged = [(None,) + tuple(c if o is None else o for o, c in zip(own_s[1:], call_s[1:]))
+                      for own_s, call_s in zip(own, called)]
+            if merged != own:
+                _set_input_shapes(entry["config"], entry["class_name"] == "Sequential",
+                                  [t._keras_history[0].name for t in nested.inputs], merged)
+                changed = True
+        changed |= _concretize_nested_inputs(nested, entry["config"])
+    return changed
+
+
 class TfKerasAdapter:
     """Reads a tf_keras model into a `Graph` and rebuilds it with changes.
 
@@ -124,7 +166,9 @@ class TfKerasAdapter:
       model: A tf_keras Sequential or Functional model. It is never modified.
       input_signature: Optional `tf.TensorSpec` (or list, one per input)
         giving concrete input shapes for models whose inputs have unknown
-        dimensions. Defaults to the model's own input shapes.
+        dimensions. The graph is read with them (nested models included), so
+        FLOPs can be counted; rebuilt models keep the source's own input
+        shapes. Defaults to the model's own input shapes.
 
     Raises:
       UnsupportedModelError: for subclassed models, unbuilt Sequential
@@ -139,6 +183,7 @@ class TfKerasAdapter:
         self._path_parts = {}
         self._nested_inputs = {}
         self._config_calls = {}
+        self._source_digest = None
         self.graph = self._read()
 
     # Reading -----------------------------------------------------------------
@@ -169,14 +214,13 @@ class TfKerasAdapter:
         if not changed:
             return model
         config = copy.deepcopy(model.get_config())
-        input_names = [t._keras_history[0].name for t in model.inputs]
-        for entry in config["layers"]:
-            if entry["class_name"] == "InputLayer" and entry["config"]["name"] in input_names:
-                entry["config"]["batch_input_shape"] = list(
-                    shapes[input_names.index(entry["config"]["name"])])
-        if isinstance(model, tf_keras.Sequential) and config["layers"][0]["class_name"] != "InputLayer":
-            config["layers"][0]["config"]["batch_input_shape"] = list(shapes[0])
+        _set_input_shapes(config, isinstance(model, tf_keras.Sequential),
+                          [t._keras_history[0].name for t in model.inputs], shapes)
         clone = self._from_config(model, config)
+        # Nested models keep their own input shapes; give them the concrete
+        # ones they are called with, one nesting level per rebuild.
+        while _concretize_nested_inputs(clone, config):
+            clone = self._from_config(model, config)
         clone.set_weights(model.get_weights())
         return clone
 
@@ -245,6 +289,20 @@ class TfKerasAdapter:
                 ))
         return [local[_history_key(t)] for t in model.outputs]
 
+    def source_digest(self):
+        """`Graph.digest()` of the model as given, with its own input shapes.
+
+        Equals `graph.digest()` unless an `input_signature` fixed undefined
+        input dimensions for counting; models rebuilt by this adapter (sparse
+        models) keep the source's input shapes, so this is the digest they
+        have.
+        """
+        if self.model is self.source_model:
+            return self.graph.digest()
+        if self._source_digest is None:
+            self._source_digest = TfKerasAdapter(self.source_model).graph.digest()
+        return self._source_digest
+
     # Weights -----------------------------------------------------------------
 
     def layer_weights(self, layer_path):
@@ -305,12 +363,14 @@ class TfKerasAdapter:
         layer_configs = layer_configs or {}
         layer_weights = layer_weights or {}
         tensor_shapes = tensor_shapes or {}
-        config = copy.deepcopy(self.model.get_config())
+        # The source's config, not the model read with `input_signature`:
+        # the signature is only for counting, the input shapes stay the user's.
+        config = copy.deepcopy(self.source_model.get_config())
         self._rewrite(config, "", layer_configs, tensor_shapes)
         self._rewrite_calls(config, call_rewrites or {})
         if name:
             config["name"] = name
-        model = self._from_config(self.model, config)
+        model = self._from_config(self.source_model, config)
         for path, layer in self._layers.items():
             if not layer.weights:
                 continue
@@ -364,18 +424,21 @@ class TfKerasAdapter:
         in_ids = self._nested_inputs.get(path)
         if not in_ids:
             return
+        def narrowed(config, tid):
+            # Only the channel axis changes; other dims stay as the source has them.
+            if tid in tensor_shapes and config.get("batch_input_shape"):
+                config["batch_input_shape"] = (list(config["batch_input_shape"][:-1])
+                                               + [tensor_shapes[tid][-1]])
+
         layers = entry["config"]["layers"]
         if entry["class_name"] == "Sequential":
-            first = layers[0]["config"]
-            if in_ids[0] in tensor_shapes:
-                first["batch_input_shape"] = list(tensor_shapes[in_ids[0]])
+            narrowed(layers[0]["config"], in_ids[0])
             return
         input_names = [spec[0] for spec in entry["config"]["input_layers"]]
         for layer_entry in layers:
             if layer_entry["class_name"] == "InputLayer" and layer_entry["config"]["name"] in input_names:
-                tid = in_ids[input_names.index(layer_entry["config"]["name"])]
-                if tid in tensor_shapes:
-                    layer_entry["config"]["batch_input_shape"] = list(tensor_shapes[tid])
+                narrowed(layer_entry["config"],
+                         in_ids[input_names.index(layer_entry["config"]["name"])])
 
     @staticmethod
     def _find_layer(model, parts):
