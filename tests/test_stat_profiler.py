@@ -15,7 +15,9 @@ import pytest
 import tf_keras as keras
 
 import vai_optimizer_tf as vot
+from op_calls import BINARY_CALLS, REDUCE_CALLS, SAFE_UNARY_CALLS, UNSAFE_UNARY_CALLS
 from profiler_flops import profiler_flops
+from vai_optimizer_tf.stats import formulas
 from zoo_models import (ZOO, input_shapes, relative_error, zoo_model, zoo_profile,
                         zoo_pruned, zoo_slim_profile)
 
@@ -91,8 +93,25 @@ _LAYER_CASES = {
     "layer_normalization": _single((8, 8, 4), L.LayerNormalization),
 }
 
-_ALL_LAYER_BUILDERS = _LAYER_CASES
-_LAYER_PARAMS = list(_LAYER_CASES)
+def _op_case(call, n_inputs=1):
+    """A model calling the `tf.*` function `call` on `n_inputs` inputs of shape (8, 8, 4)."""
+    def build():
+        inputs = [keras.Input((8, 8, 4)) for _ in range(n_inputs)]
+        return keras.Model(inputs, call(*inputs))
+    return build
+
+
+# Every function of the op tables, safe or not (barriers count their FLOPs too).
+_OP_CASES = {f"tf.{name}": _op_case(call) for name, call in
+             {**SAFE_UNARY_CALLS, **UNSAFE_UNARY_CALLS, **REDUCE_CALLS}.items()}
+_OP_CASES.update({f"tf.{name}": _op_case(call, 2) for name, call in BINARY_CALLS.items()})
+
+# Every Keras activation, as a layer.
+_ACTIVATION_CASES = {f"activation_{name}": _single((8, 8, 4), lambda name=name: L.Activation(name))
+                     for name in formulas.ACTIVATION_FLOPS}
+
+_ALL_LAYER_BUILDERS = {**_LAYER_CASES, **_OP_CASES, **_ACTIVATION_CASES}
+_LAYER_PARAMS = list(_ALL_LAYER_BUILDERS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -113,6 +132,13 @@ def _assert_flops_close(model, record_property):
 @pytest.mark.parametrize("case", _LAYER_PARAMS)
 def test_layer_flops_match_profiler(case, record_property):
     _assert_flops_close(_layer_model(case), record_property)
+
+
+@pytest.mark.parametrize("function", sorted(name[3:] for name in _OP_CASES))
+def test_op_cases_call_the_function_they_are_named_after(function):
+    model = _layer_model(f"tf.{function}")
+    assert [layer.get_config()["function"] for layer in model.layers
+            if type(layer).__name__ == "TFOpLambda"] == [function]
 
 
 @pytest.mark.parametrize("case", list(_ALL_LAYER_BUILDERS))

@@ -18,12 +18,7 @@ from vai_optimizer_tf.stats import formulas
 _SOFTMAX_ACTIVATIONS = ("softmax", "log_softmax")
 
 
-def activation_name(config):
-    """The activation a layer config names (`"relu"`), or None."""
-    act = config.get("activation")
-    if isinstance(act, dict):
-        act = act.get("config", {}).get("name", act.get("class_name"))
-    return act
+activation_name = formulas.activation_name
 
 
 def rank(node):
@@ -41,11 +36,24 @@ def covers_channel_axis(config_axis, rank_):
     return any(a % rank_ == rank_ - 1 for a in axes_list(config_axis))
 
 
+def _unknown_activation(node):
+    """Why the node's activation is not known to be safe for pruned channels, or None."""
+    name = activation_name(node.config)
+    if name is None or name in formulas.ACTIVATION_FLOPS:
+        return None
+    return (f"layer {node.layer_path!r} applies {name!r}, which is not a Keras activation "
+            "known to be finite at 0, where pruned channels are")
+
+
 def _fixed_if_softmax(spec, node):
+    """A producer's spec, its output fixed when its activation mixes channels or is unknown."""
     if activation_name(node.config) in _SOFTMAX_ACTIVATIONS:
         return spec.replace(fixed_output=(
             f"layer {node.layer_path!r} applies a softmax across its outputs, which "
             "mixes channels"))
+    unknown = _unknown_activation(node)
+    if unknown:
+        return spec.replace(fixed_output=unknown)
     return spec
 
 
@@ -154,6 +162,9 @@ def activation(node):
     if activation_name(node.config) in _SOFTMAX_ACTIVATIONS:
         return LayerSpec.barrier(f"softmax layer {node.layer_path!r}, which normalizes "
                                  "across channels").replace(flops=formulas.activation)
+    unknown = _unknown_activation(node)
+    if unknown:  # a user's function: its cost is unknown too
+        return LayerSpec.barrier(unknown)
     return LayerSpec.passthrough(flops=formulas.activation)
 
 

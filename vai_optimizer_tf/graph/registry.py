@@ -164,6 +164,10 @@ class LayerSpec:
     def passthrough(cls, per_channel_weights=None, flops=None, rewrite=None):
         """A channel-preserving layer.
 
+        Only for layers that are finite, with a finite gradient, at 0: in the
+        sparse model a pruned channel is 0 and the layers reading it have
+        zero weights for it, so an inf there becomes NaN.
+
         Args:
           per_channel_weights: Weight name -> axis holding one entry per
             channel (e.g. `{"gamma": 0}`). Defaults to none.

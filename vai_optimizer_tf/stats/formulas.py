@@ -8,8 +8,10 @@ frozen graph), so our counts can be checked against it:
 * max/average pooling is one FLOP per window element per output; global
   average pooling one per input element; global max pooling 0;
 * inference BatchNormalization on 4D/5D tensors is a fused op counted as 0
-  (it folds into the previous conv on deployment); ReLU-like activations and
-  sigmoid are 0; swish is 2, hard-sigmoid and GELU 4, softmax 5 per element.
+  (it folds into the previous conv on deployment); ReLU-like activations,
+  sigmoid, tanh and log-softmax are 0; mish is 1, swish 2, hard-sigmoid and
+  GELU 4, softmax 5 per element (`ACTIVATION_FLOPS`). An activation that is
+  a user's function counts 0.
 
 Shapes include the batch axis, which is ignored: counts are per sample.
 Channel widths in the shapes may be pruned widths, which is how analytic FLOPs
@@ -18,8 +20,28 @@ of a pruned model are computed without building it.
 
 import math
 
-_ACTIVATION_FLOPS = {"swish": 2, "silu": 2, "hard_sigmoid": 4, "gelu": 4, "softmax": 5,
-                     "log_softmax": 5}
+# The Keras activations, with their FLOPs per element as TensorFlow's profiler
+# counts them. Each is finite, with a finite gradient, at 0.
+ACTIVATION_FLOPS = {
+    "linear": 0, "relu": 0, "relu6": 0, "leaky_relu": 0, "elu": 0, "selu": 0, "sigmoid": 0,
+    "tanh": 0, "softplus": 0, "softsign": 0, "exponential": 0, "mish": 1, "swish": 2,
+    "silu": 2, "hard_sigmoid": 4, "gelu": 4, "softmax": 5, "log_softmax": 0,
+}
+
+
+def activation_name(config):
+    """The activation a layer config names, or None.
+
+    A Keras activation gives its name (`"relu"`), a user's function its
+    function name, a layer object its class name and a lambda `"lambda"`.
+    """
+    act = config.get("activation")
+    if isinstance(act, dict):
+        inner = act.get("config")
+        if isinstance(inner, str):  # a function, serialized by name
+            return inner
+        return act.get("class_name") or "lambda"
+    return act
 
 
 def _elements(shape):
@@ -27,10 +49,8 @@ def _elements(shape):
 
 
 def _activation_flops(config, out_shape):
-    act = config.get("activation")
-    if isinstance(act, dict):
-        act = act.get("config", {}).get("name", act.get("class_name"))
-    return _ACTIVATION_FLOPS.get(act, 0) * _elements(out_shape)
+    """FLOPs of a config's activation; 0 for functions that are not Keras activations."""
+    return ACTIVATION_FLOPS.get(activation_name(config), 0) * _elements(out_shape)
 
 
 def _bias_and_activation(node, out_shapes):
@@ -121,6 +141,21 @@ def prelu(node, in_shapes, out_shapes):
     shared = node.config.get("shared_axes") or ()
     alpha = math.prod(1 if (i + 1) in shared else d for i, d in enumerate(in_shapes[0][1:]))
     return 3 * _elements(out_shapes[0]) + alpha
+
+
+def reduce_mean(node, in_shapes, out_shapes):
+    """`Mean`: one FLOP per input element."""
+    return _elements(in_shapes[0])
+
+
+def reduce_sum(node, in_shapes, out_shapes):
+    """`Sum`: n - 1 additions for each output element that sums n inputs."""
+    return _elements(in_shapes[0]) - _elements(out_shapes[0])
+
+
+def zero(node, in_shapes, out_shapes):
+    """A layer known to cost nothing (ReLU, reshapes, padding, max reductions)."""
+    return 0
 
 
 def merge(node, in_shapes, out_shapes):
