@@ -736,6 +736,72 @@ def test_tf_slicing_is_a_barrier():
     assert_blocked_by(group_of(runner, "conv"), "slicing")
 
 
+# Wrappers and tf_keras.applications layers ------------------------------------------
+
+def test_time_distributed_layers_keep_the_wrapped_layers_channel_rules():
+    inputs = keras.Input((3, 6, 6, 3))
+    x = L.TimeDistributed(L.Conv2D(8, 3, padding="same"), name="conv")(inputs)
+    x = L.TimeDistributed(L.BatchNormalization(), name="bn")(x)
+    x = L.TimeDistributed(L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+                          name="dw")(x)
+    x = L.TimeDistributed(L.Conv2D(6, 3, activation="relu"), name="conv_b")(x)
+    x = L.TimeDistributed(L.GlobalAveragePooling2D(), name="pool")(x)
+    outputs = L.Dense(2, name="head")(x)
+    runner, _, sparse, slim = prune_and_compare(keras.Model(inputs, outputs),
+                                                return_sparse=True)
+
+    group = group_of(runner, "conv")
+    assert group.prunable and group.members == ("bn", "dw") and group.consumers == ("conv_b",)
+    assert group_of(runner, "conv_b").prunable
+    assert slim.get_layer("conv").layer.filters == 4
+    assert slim.get_layer("dw").output_shape[-1] == 8
+    assert runner.spec_from_model(sparse).groups.keys() == {"conv", "conv_b"}
+
+
+def test_time_distributed_flatten_is_a_barrier():
+    inputs = keras.Input((3, 4, 4, 3))
+    x = L.TimeDistributed(L.Conv2D(8, 1), name="stem")(inputs)
+    x = L.TimeDistributed(L.Conv2D(8, 1), name="conv")(x)
+    x = L.TimeDistributed(L.Flatten(), name="flat")(x)
+    outputs = L.Dense(2, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "TimeDistributed", "'flat'", "Flatten")
+
+
+def test_convnext_layer_scale_is_sliced_with_its_channels():
+    from tf_keras.src.applications.convnext import LayerScale
+
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="conv")(inputs)
+    x = LayerScale(0.5, 8, name="scale")(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("scale").gamma.assign(np.linspace(0.5, 1.5, 8, dtype="float32"))
+    runner, _, slim = prune_and_compare(model)
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").members == ("scale",)
+    assert slim.get_layer("scale").projection_dim == 4
+
+
+def test_inception_resnet_scaled_add_merges_its_inputs():
+    from tf_keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    inputs = keras.Input((4, 4, 3))
+    a = L.Conv2D(8, 1, name="trunk")(inputs)
+    b = L.Conv2D(8, 1, name="branch")(L.ReLU()(a))
+    x = CustomScaleLayer(0.17, name="scaled_add")([a, b])
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "trunk")
+    assert group.prunable
+    assert sorted(group.producers) == ["branch", "trunk"]
+    assert group.consumers == ("branch", "head")
+
+
 # Unknown and registered layers -----------------------------------------------------
 
 def _model_around(layer):

@@ -20,7 +20,7 @@ from vai_optimizer_tf.planning.ratio_search import RatioSearch, drop_curves
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec, as_spec
 from vai_optimizer_tf.planning.spec_builder import build_spec
 from vai_optimizer_tf.planning.width_flops import WidthFlops
-from vai_optimizer_tf.stats.model_stats import compute_stats
+from vai_optimizer_tf.stats.model_stats import check_flops_known, compute_stats
 from vai_optimizer_tf.transform.slim_model import build_slim_model
 from vai_optimizer_tf.utils import validation
 from vai_optimizer_tf.workspace import Workspace
@@ -219,7 +219,9 @@ class IterativePruningRunner:
           A new tf_keras model (uncompiled).
 
         Raises:
-          ValueError: for bad arguments or an unreachable target.
+          ValueError: for bad arguments or an unreachable target, or for a
+            `ratio` when some layer's FLOPs are unknown (the message names
+            them and how to register a formula).
           AnalysisCacheError: when no usable analysis exists.
         """
         if mode not in ("sparse", "slim"):
@@ -246,6 +248,8 @@ class IterativePruningRunner:
         criterion_name, _ = importance.get_criterion(criterion)
         start = time.time()
         deps = self._deps_for(excludes)
+        if ratio is not None:
+            check_flops_known(deps, f"prune to a FLOPs reduction (ratio={ratio})")
         previous = self._previous_spec()
         cache = self._analyzer.find(previous)
         if cache is None:
@@ -498,10 +502,11 @@ class IterativePruningRunner:
           Group name -> kept width.
 
         Raises:
-          ValueError: if `ratio` cannot be reached; the message says how far
-            pruning can go.
+          ValueError: if `ratio` cannot be reached (the message says how far
+            pruning can go), or if some layer's FLOPs are unknown.
         """
         deps = self._deps_for(excludes)
+        check_flops_known(deps, f"plan widths for a FLOPs reduction (ratio={ratio})")
         curves, max_ratio = None, 0.9
         if use_analysis is not False:
             try:

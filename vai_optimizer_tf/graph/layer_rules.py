@@ -74,7 +74,8 @@ SEPARABLE = LayerSpec(
 DEPTHWISE = LayerSpec(Role.PASSTHROUGH, in_axes={"depthwise_kernel": -2},
                       out_axes={"bias": 0}, expand_key="depth_multiplier",
                       flops=formulas.depthwise)
-EMBEDDING = LayerSpec(Role.PRODUCER, out_axes={"embeddings": 1}, width_key="output_dim")
+EMBEDDING = LayerSpec(Role.PRODUCER, out_axes={"embeddings": 1}, width_key="output_dim",
+                      flops=formulas.zero)
 
 
 def conv(node):
@@ -124,8 +125,8 @@ def _normalization_over_axes(kind, flops):
     return rule
 
 
-layer_norm = _normalization_over_axes("LayerNormalization", formulas.per_element(2))
-unit_norm = _normalization_over_axes("UnitNormalization", None)
+layer_norm = _normalization_over_axes("LayerNormalization", formulas.layer_norm)
+unit_norm = _normalization_over_axes("UnitNormalization", formulas.unit_norm)
 
 
 def group_norm(node):
@@ -137,10 +138,10 @@ def group_norm(node):
             config["groups"] = -1 if groups == -1 else ctx.out_width
             return config
         return LayerSpec.passthrough(per_channel_weights={"gamma": 0, "beta": 0},
-                                     rewrite=rewrite)
+                                     rewrite=rewrite, flops=formulas.group_norm)
     return LayerSpec.barrier(
         f"GroupNormalization {node.layer_path!r} with {groups} groups, whose statistics "
-        "mix channels within a group")
+        "mix channels within a group").replace(flops=formulas.group_norm)
 
 
 def normalization(node):
@@ -186,7 +187,7 @@ def rescaling(node):
         value = node.config.get(key)
         if isinstance(value, (list, tuple)) and len(value) > 1:
             return LayerSpec.barrier(f"Rescaling {node.layer_path!r} with a per-channel "
-                                     f"`{key}`")
+                                     f"`{key}`").replace(flops=formulas.per_element(2))
     return LayerSpec.passthrough(flops=formulas.per_element(2))
 
 
@@ -198,36 +199,107 @@ def reshape(node):
             config = dict(config)
             config["target_shape"] = tuple(list(config["target_shape"][:-1]) + [ctx.out_width])
             return config
-        return LayerSpec.passthrough(rewrite=rewrite)
+        return LayerSpec.passthrough(rewrite=rewrite, flops=formulas.zero)
     if len(target) == 1:
         def rewrite_flat(config, ctx):
             config = dict(config)
             config["target_shape"] = (ctx.out_width,) if target[0] != -1 else (-1,)
             return config
-        return LayerSpec(Role.FLATTEN, rewrite=rewrite_flat)
-    return LayerSpec.barrier(f"Reshape {node.layer_path!r} to the fixed shape {tuple(target)}")
+        return LayerSpec(Role.FLATTEN, rewrite=rewrite_flat, flops=formulas.zero)
+    return LayerSpec.barrier(f"Reshape {node.layer_path!r} to the fixed shape "
+                             f"{tuple(target)}").replace(flops=formulas.zero)
 
 
 def permute(node):
     dims = list(node.config["dims"])
     if dims and dims[-1] == len(dims):
-        return LayerSpec.passthrough()
-    return LayerSpec.barrier(f"Permute {node.layer_path!r}, which moves the channel axis")
+        return LayerSpec.passthrough(flops=formulas.zero)
+    return LayerSpec.barrier(f"Permute {node.layer_path!r}, which moves the channel "
+                             "axis").replace(flops=formulas.zero)
 
 
 def concatenate(node):
     r = rank(node)
     axis = int(node.config.get("axis", -1))
     if axis % r == r - 1:
-        return LayerSpec(Role.CONCAT)
-    return LayerSpec(Role.MERGE)
+        return LayerSpec(Role.CONCAT, flops=formulas.zero)
+    return LayerSpec(Role.MERGE, flops=formulas.zero)
+
+
+# Wrappers and application layers ----------------------------------------------
+
+def _per_step_flops(formula):
+    """`formula` of the wrapped layer, applied at every time step."""
+    if formula is None:
+        return None
+
+    per_call = getattr(formula, "per_call", None)
+
+    def flops(node, in_shapes, out_shapes):
+        steps = in_shapes[0][1]
+        step_in = [(s[0],) + tuple(s[2:]) for s in in_shapes]
+        step_out = [(s[0],) + tuple(s[2:]) for s in out_shapes]
+        count = steps * formula(node.wrapped, step_in, step_out)
+        if per_call is not None:  # computed from the weights once, not at every step
+            count -= (steps - 1) * per_call(node.wrapped, step_in, step_out)
+        return count
+    flops.__name__ = f"per_step_{getattr(formula, '__name__', 'flops')}"
+    return flops
+
+
+def time_distributed(registry):
+    """The rule of `TimeDistributed`, resolving the wrapped layer in `registry`.
+
+    The wrapped layer's rule applies with the time axis added: a producer's
+    output channels, a pass-through's per-channel weights and their slicing
+    are the wrapped layer's, its FLOPs count once per time step, and the slim
+    model rewrites the wrapped layer's config (`config_path`). Wrapped layers
+    that merge, concatenate or flatten make a barrier.
+    """
+    def rule(node):
+        inner = node.wrapped
+        if inner is None:
+            return LayerSpec.barrier(f"wrapper {node.layer_path!r} whose wrapped layer the "
+                                     "adapter did not describe")
+        spec = registry.resolve(inner)
+        flops = _per_step_flops(spec.flops)
+        if spec.role in (Role.PRODUCER, Role.PASSTHROUGH):
+            return spec.replace(config_path=("layer", "config") + spec.config_path, flops=flops)
+        if spec.role is Role.BARRIER:
+            return spec.replace(flops=flops)
+        return LayerSpec.barrier(
+            f"TimeDistributed {node.layer_path!r} around {inner.class_name}, whose channel "
+            f"role ({spec.role.value}) is only supported outside TimeDistributed",
+            flops=flops)
+    rule.__name__ = "time_distributed"
+    return rule
+
+
+def _rewrite_projection_dim(config, ctx):
+    config = dict(config)
+    config["projection_dim"] = ctx.out_width
+    return config
+
+
+# ConvNeXt's LayerScale: `x * gamma`, one gamma per channel.
+LAYER_SCALE = LayerSpec.passthrough(per_channel_weights={"gamma": 0},
+                                    flops=formulas.per_element(1),
+                                    rewrite=_rewrite_projection_dim)
+
+# InceptionResNetV2's CustomScaleLayer: `inputs[0] + inputs[1] * scale`.
+SCALED_ADD = LayerSpec(Role.MERGE, flops=formulas.per_element(2))
 
 
 # Constant rules ---------------------------------------------------------------
 
-PASSTHROUGH = LayerSpec.passthrough()
+# Channel-preserving layers known to cost nothing at inference (dropout and
+# noise, padding, cropping, upsampling, leaky ReLU, global max pooling).
+ZERO_COST = LayerSpec.passthrough(flops=formulas.zero)
+RELU = LayerSpec.passthrough(flops=formulas.relu)
+ELU = LayerSpec.passthrough(flops=formulas.elu)
+THRESHOLDED_RELU = LayerSpec.passthrough(flops=formulas.per_element(2))
 POOL = LayerSpec.passthrough(flops=formulas.pool)
 GLOBAL_AVERAGE_POOL = LayerSpec.passthrough(flops=formulas.global_average_pool)
 MERGE = LayerSpec(Role.MERGE, flops=formulas.merge)
 AVERAGE = MERGE.replace(flops=formulas.average)
-FLATTEN = LayerSpec(Role.FLATTEN)
+FLATTEN = LayerSpec(Role.FLATTEN, flops=formulas.zero)

@@ -10,12 +10,15 @@ Adding support for a layer means one `register_layer` call:
 
 ```python
 import vai_optimizer_tf as vot
+from vai_optimizer_tf.stats import formulas
 
 class Swish(tf_keras.layers.Layer):
     def call(self, x):
         return x * tf.sigmoid(x)
 
-vot.register_layer(Swish, vot.LayerSpec.passthrough())
+# Channels pass through; one multiply per element (sigmoid counts 0, as
+# TensorFlow's profiler counts it).
+vot.register_layer(Swish, vot.LayerSpec.passthrough(flops=formulas.per_element(1)))
 ```
 """
 
@@ -106,8 +109,11 @@ class LayerSpec:
         (the `shape` of a `tf.reshape`), for layers whose widths live in the
         call rather than in the config. `call_kwargs` maps argument names to
         values as the model config stores them.
-      flops: Optional `fn(node, in_shapes, out_shapes) -> int` giving FLOPs,
-        with one multiply-add counted as 2 FLOPs. `None` means 0.
+      flops: `fn(node, in_shapes, out_shapes) -> int` giving FLOPs per
+        sample, with one multiply-add counted as 2 FLOPs (return 0 for a
+        layer that costs nothing). `None` means the cost is unknown: `stat`
+        lists the layer and `prune(ratio=...)` refuses to target a FLOPs
+        reduction that would leave it out.
       config_path: Keys leading from the node's config to the config that
         `width_key`, `expand_key`, `Axis.repeat_key`, `rewrite` and the
         weight constraints refer to. Empty (the node's own config) except
@@ -171,16 +177,22 @@ class LayerSpec:
         Args:
           per_channel_weights: Weight name -> axis holding one entry per
             channel (e.g. `{"gamma": 0}`). Defaults to none.
-          flops: Optional FLOPs formula. Defaults to 0 FLOPs.
+          flops: FLOPs formula `fn(node, in_shapes, out_shapes) -> int`.
+            Defaults to `None`: the cost is unknown.
           rewrite: Optional config rewrite. Defaults to none.
         """
         return cls(Role.PASSTHROUGH, out_axes=per_channel_weights or {}, flops=flops,
                    rewrite=rewrite)
 
     @classmethod
-    def barrier(cls, reason):
-        """A layer that channels cannot cross, with the reason shown to users."""
-        return cls(Role.BARRIER, reason=reason)
+    def barrier(cls, reason, flops=None):
+        """A layer that channels cannot cross, with the reason shown to users.
+
+        Args:
+          reason: Why channels cannot cross it.
+          flops: FLOPs formula. Defaults to `None`: the cost is unknown.
+        """
+        return cls(Role.BARRIER, reason=reason, flops=flops)
 
 
 Entry = Union[LayerSpec, Callable[[Any], LayerSpec]]
@@ -272,7 +284,9 @@ def register_layer(layer_class, spec, replace=False):
         def call(self, x):
             return x * tf.sigmoid(x)
 
-    vai_optimizer_tf.register_layer(Swish, vai_optimizer_tf.LayerSpec.passthrough())
+    vai_optimizer_tf.register_layer(
+        Swish, vai_optimizer_tf.LayerSpec.passthrough(
+            flops=lambda node, in_shapes, out_shapes: np.prod(out_shapes[0][1:])))
     ```
     """
     REGISTRY.register(layer_class, spec, replace=replace)

@@ -86,6 +86,21 @@ def _config_node_index(model, layer, node):
     return None
 
 
+def _strip_masks(config):
+    """A layer config without `ChannelMask`s, the wrapped layer's config included."""
+    config = channel_mask.strip_masks(config)
+    inner = config.get("layer")
+    if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+        config = dict(config)
+        config["layer"] = dict(inner, config=_strip_masks(inner["config"]))
+    return config
+
+
+def _per_step(shape):
+    """A `TimeDistributed` tensor shape without its time axis."""
+    return (shape[0],) + tuple(shape[2:])
+
+
 def _config_tensor_entries(node_data):
     """The `[layer, node, tensor, kwargs]` entries of one serialized inbound node."""
     if isinstance(node_data, (list, tuple)) and node_data and isinstance(node_data[0], str):
@@ -272,20 +287,32 @@ class TfKerasAdapter:
                 self._path_parts[path] = parts + (layer.name,)
                 node_name = path if count == 0 else f"{path}@{count}"
                 self._config_calls[node_name] = (path, _config_node_index(model, layer, node))
+                weights = tuple(ir.WeightInfo(_short_weight_name(v), tuple(v.shape.as_list()),
+                                              bool(v.trainable))
+                                for v in layer.weights)
+                in_shapes = tuple(self._tensors[t].shape for t in in_ids)
+                out_shapes = tuple(self._tensors[t].shape for t in out_ids)
+                wrapped = None
+                if isinstance(layer, tf_keras.layers.TimeDistributed):
+                    wrapped = ir.Node(
+                        name=node_name, layer_path=path, layer_class=type(layer.layer),
+                        config=_strip_masks(layer.layer.get_config()), inputs=tuple(in_ids),
+                        outputs=tuple(out_ids), weights=weights,
+                        input_shapes=tuple(_per_step(s) for s in in_shapes),
+                        output_shapes=tuple(_per_step(s) for s in out_shapes))
                 self._nodes.append(ir.Node(
                     name=node_name,
                     layer_path=path,
                     layer_class=type(layer),
-                    config=channel_mask.strip_masks(layer.get_config()),
+                    config=_strip_masks(layer.get_config()),
                     inputs=tuple(in_ids),
                     outputs=tuple(out_ids),
-                    weights=tuple(ir.WeightInfo(_short_weight_name(v), tuple(v.shape.as_list()),
-                                                bool(v.trainable))
-                                  for v in layer.weights),
-                    input_shapes=tuple(self._tensors[t].shape for t in in_ids),
-                    output_shapes=tuple(self._tensors[t].shape for t in out_ids),
+                    weights=weights,
+                    input_shapes=in_shapes,
+                    output_shapes=out_shapes,
                     call_args=_neutral(tuple(node.call_args), local),
                     call_kwargs=_neutral(dict(node.call_kwargs), local),
+                    wrapped=wrapped,
                 ))
         return [local[_history_key(t)] for t in model.outputs]
 
@@ -397,7 +424,7 @@ class TfKerasAdapter:
             else:
                 # A model read from a sparse model is rebuilt without its masks
                 # unless the caller passes masked configs.
-                entry["config"] = channel_mask.strip_masks(entry["config"])
+                entry["config"] = _strip_masks(entry["config"])
 
     def _rewrite_calls(self, model_config, call_rewrites):
         for node_name, fn in call_rewrites.items():

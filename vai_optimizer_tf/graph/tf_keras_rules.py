@@ -5,12 +5,15 @@ One entry per class; the rules themselves are flavour-neutral and live in
 `Conv` covers Conv1D/2D/3D and `Dropout` the SpatialDropout layers.
 
 With `tf_keras_adapter.py`, this is the only module that imports `tf_keras`
-internals (`tf_keras.src`): the private base class `Conv` and the op-layer
-classes tf_keras creates for `tf.*` calls on Keras tensors, which the public
-API does not export.
+internals (`tf_keras.src`): the private base class `Conv`, the op-layer
+classes tf_keras creates for `tf.*` calls on Keras tensors, and the layers
+private to `tf_keras.applications` models (ConvNeXt's `LayerScale`,
+InceptionResNetV2's `CustomScaleLayer`), which the public API does not export.
 """
 
 from tf_keras import layers
+from tf_keras.src.applications.convnext import LayerScale
+from tf_keras.src.applications.inception_resnet_v2 import CustomScaleLayer
 from tf_keras.src.layers.convolutional.base_conv import Conv
 from tf_keras.src.layers.core.tf_op_layer import SlicingOpLambda, TFOpLambda
 
@@ -43,16 +46,16 @@ ENTRIES = {
     L.Activation: rules.activation,
     L.Softmax: rules.softmax,
     L.PReLU: rules.prelu,
-    L.ReLU: rules.PASSTHROUGH,
-    L.LeakyReLU: rules.PASSTHROUGH,
-    L.ELU: rules.PASSTHROUGH,
-    L.ThresholdedReLU: rules.PASSTHROUGH,
+    L.ReLU: rules.RELU,
+    L.LeakyReLU: rules.ZERO_COST,
+    L.ELU: rules.ELU,
+    L.ThresholdedReLU: rules.THRESHOLDED_RELU,
     # Regularization (SpatialDropout* subclass Dropout)
-    L.Dropout: rules.PASSTHROUGH,
-    L.GaussianNoise: rules.PASSTHROUGH,
-    L.GaussianDropout: rules.PASSTHROUGH,
-    L.AlphaDropout: rules.PASSTHROUGH,
-    L.ActivityRegularization: rules.PASSTHROUGH,
+    L.Dropout: rules.ZERO_COST,
+    L.GaussianNoise: rules.ZERO_COST,
+    L.GaussianDropout: rules.ZERO_COST,
+    L.AlphaDropout: rules.ZERO_COST,
+    L.ActivityRegularization: rules.ZERO_COST,
     # Pooling
     L.MaxPooling1D: rules.POOL,
     L.MaxPooling2D: rules.POOL,
@@ -60,23 +63,23 @@ ENTRIES = {
     L.AveragePooling1D: rules.POOL,
     L.AveragePooling2D: rules.POOL,
     L.AveragePooling3D: rules.POOL,
-    L.GlobalMaxPooling1D: rules.PASSTHROUGH,
-    L.GlobalMaxPooling2D: rules.PASSTHROUGH,
-    L.GlobalMaxPooling3D: rules.PASSTHROUGH,
+    L.GlobalMaxPooling1D: rules.ZERO_COST,
+    L.GlobalMaxPooling2D: rules.ZERO_COST,
+    L.GlobalMaxPooling3D: rules.ZERO_COST,
     L.GlobalAveragePooling1D: rules.GLOBAL_AVERAGE_POOL,
     L.GlobalAveragePooling2D: rules.GLOBAL_AVERAGE_POOL,
     L.GlobalAveragePooling3D: rules.GLOBAL_AVERAGE_POOL,
     # Shape
-    L.RepeatVector: rules.PASSTHROUGH,
-    L.UpSampling1D: rules.PASSTHROUGH,
-    L.UpSampling2D: rules.PASSTHROUGH,
-    L.UpSampling3D: rules.PASSTHROUGH,
-    L.ZeroPadding1D: rules.PASSTHROUGH,
-    L.ZeroPadding2D: rules.PASSTHROUGH,
-    L.ZeroPadding3D: rules.PASSTHROUGH,
-    L.Cropping1D: rules.PASSTHROUGH,
-    L.Cropping2D: rules.PASSTHROUGH,
-    L.Cropping3D: rules.PASSTHROUGH,
+    L.RepeatVector: rules.ZERO_COST,
+    L.UpSampling1D: rules.ZERO_COST,
+    L.UpSampling2D: rules.ZERO_COST,
+    L.UpSampling3D: rules.ZERO_COST,
+    L.ZeroPadding1D: rules.ZERO_COST,
+    L.ZeroPadding2D: rules.ZERO_COST,
+    L.ZeroPadding3D: rules.ZERO_COST,
+    L.Cropping1D: rules.ZERO_COST,
+    L.Cropping2D: rules.ZERO_COST,
+    L.Cropping3D: rules.ZERO_COST,
     L.Flatten: rules.FLATTEN,
     L.Reshape: rules.reshape,
     L.Permute: rules.permute,
@@ -88,6 +91,11 @@ ENTRIES = {
     L.Minimum: rules.MERGE,
     L.Average: rules.AVERAGE,
     L.Concatenate: rules.concatenate,
+    # Wrappers
+    L.TimeDistributed: rules.time_distributed(REGISTRY),
+    # Layers private to tf_keras.applications models
+    LayerScale: rules.LAYER_SCALE,
+    CustomScaleLayer: rules.SCALED_ADD,
     # tf.* functions called on Keras tensors
     TFOpLambda: op_rules.tf_op,
     SlicingOpLambda: op_rules.slicing_op,

@@ -147,7 +147,7 @@ class DependencyGraph:
             self._block(self.layouts[tid], "carries a model input, whose width is fixed")
         for node in graph.nodes:
             spec = self.registry.resolve(node)
-            if node.config.get("data_format") == "channels_first":
+            if spec.layer_config(node.config).get("data_format") == "channels_first":
                 spec = registry_lib.LayerSpec.barrier(
                     f"layer {node.layer_path!r} uses data_format='channels_first'; only "
                     "channels_last is supported").replace(flops=spec.flops)
@@ -189,7 +189,7 @@ class DependencyGraph:
         if role is Role.PASSTHROUGH:
             out = first
             if first is not None and spec.expand_key:
-                multiplier = int(node.config.get(spec.expand_key, 1))
+                multiplier = int(spec.layer_config(node.config).get(spec.expand_key, 1))
                 if multiplier > 1:
                     out = layout_lib.Tile(first, inner=multiplier)
             for extra in in_layouts[1:]:
