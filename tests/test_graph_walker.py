@@ -279,6 +279,21 @@ def test_input_signature_is_only_for_counting(nested):
     assert runner.spec_from_model(sparse).groups.keys() == spec.groups.keys()
 
 
+def test_nested_model_with_undefined_input_inside_a_defined_model_is_counted():
+    inner_in = keras.Input((None, None, 8))
+    x = L.ReLU(name="relu")(L.Conv2D(8, 3, padding="same", name="conv_b")(inner_in))
+    backbone = keras.Model(inner_in, x, name="backbone")
+    inputs = keras.Input((12, 12, 3))
+    outputs = L.Conv2D(2, 1, name="head")(backbone(L.Conv2D(8, 1, name="conv_a")(inputs)))
+    model = model_utils.randomize_weights(keras.Model(inputs, outputs))
+    runner, spec, _, slim = prune(model)
+
+    # conv_b: 12 x 12 positions, 8 filters of 3 x 3 x 8 multiply-adds, plus its bias.
+    assert vot.stat(model).layer("backbone/conv_b").flops == 12 * 12 * 8 * (2 * 72 + 1)
+    assert runner.stat(spec).flops < runner.stat().flops
+    assert slim.get_layer("backbone").input_shape == (None, None, None, 4)
+
+
 # Excludes and channel_divisible ---------------------------------------------------
 
 @pytest.mark.parametrize("by", ["name", "layer"])

@@ -204,15 +204,39 @@ class TfKerasAdapter:
     # Reading -----------------------------------------------------------------
 
     def _with_input_signature(self, model, input_signature):
-        if input_signature is None:
-            return model
+        """`model`, or a clone whose inputs (nested models' included) are concrete."""
+        config = None
+        if input_signature is not None:
+            shapes = self._signature_shapes(model, input_signature)
+            if shapes != [_shape(t) for t in model.inputs]:
+                config = copy.deepcopy(model.get_config())
+                _set_input_shapes(config, isinstance(model, tf_keras.Sequential),
+                                  [t._keras_history[0].name for t in model.inputs], shapes)
+        if config is None:
+            # Nested models keep their own input shapes, which may be less
+            # defined than those they are called with: (None, None, 3) for a
+            # backbone called on 224 x 224 images.
+            if not any(getattr(layer, "_is_graph_network", False) for layer in model.layers):
+                return model
+            config = copy.deepcopy(model.get_config())
+            if not _concretize_nested_inputs(model, config):
+                return model
+        clone = self._from_config(model, config)
+        # One nesting level per rebuild.
+        while _concretize_nested_inputs(clone, config):
+            clone = self._from_config(model, config)
+        clone.set_weights(model.get_weights())
+        return clone
+
+    @staticmethod
+    def _signature_shapes(model, input_signature):
+        """The model's input shapes with undefined dims taken from `input_signature`."""
         specs = tf.nest.flatten(input_signature)
         if len(specs) != len(model.inputs):
             raise errors.UnsupportedModelError(
                 f"Invalid `input_signature`: the model has {len(model.inputs)} input(s) but "
                 f"{len(specs)} spec(s) were given. Received: input_signature={input_signature!r}")
         shapes = []
-        changed = False
         for spec, tensor in zip(specs, model.inputs):
             shape = tuple(tf.TensorShape(getattr(spec, "shape", spec)).as_list())
             model_shape = _shape(tensor)
@@ -222,22 +246,9 @@ class TfKerasAdapter:
                 raise errors.UnsupportedModelError(
                     f"Invalid `input_signature`: shape {shape} does not fit model input "
                     f"{tensor.name!r} of shape {model_shape}.")
-            merged = (None,) + tuple(m if m is not None else s
-                                     for s, m in zip(shape[1:], model_shape[1:]))
-            changed |= merged != model_shape
-            shapes.append(merged)
-        if not changed:
-            return model
-        config = copy.deepcopy(model.get_config())
-        _set_input_shapes(config, isinstance(model, tf_keras.Sequential),
-                          [t._keras_history[0].name for t in model.inputs], shapes)
-        clone = self._from_config(model, config)
-        # Nested models keep their own input shapes; give them the concrete
-        # ones they are called with, one nesting level per rebuild.
-        while _concretize_nested_inputs(clone, config):
-            clone = self._from_config(model, config)
-        clone.set_weights(model.get_weights())
-        return clone
+            shapes.append((None,) + tuple(m if m is not None else s
+                                          for s, m in zip(shape[1:], model_shape[1:])))
+        return shapes
 
     def _read(self):
         model = self.model
