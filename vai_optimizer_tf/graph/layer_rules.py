@@ -45,7 +45,7 @@ def _unknown_activation(node):
             "known to be finite at 0, where pruned channels are")
 
 
-def _fixed_if_softmax(spec, node):
+def _output_checked(spec, node):
     """A producer's spec, its output fixed when its activation mixes channels or is unknown."""
     if activation_name(node.config) in _SOFTMAX_ACTIVATIONS:
         return spec.replace(fixed_output=(
@@ -85,15 +85,15 @@ def conv(node):
         return LayerSpec.barrier(
             f"grouped convolution {node.layer_path!r} (groups={groups}), whose channels "
             "must shrink per group, which is not supported").replace(flops=formulas.conv)
-    return _fixed_if_softmax(CONV, node)
+    return _output_checked(CONV, node)
 
 
 def separable(node):
-    return _fixed_if_softmax(SEPARABLE, node)
+    return _output_checked(SEPARABLE, node)
 
 
 def dense(node):
-    return _fixed_if_softmax(DENSE, node)
+    return _output_checked(DENSE, node)
 
 
 # Normalization -----------------------------------------------------------------
