@@ -38,8 +38,9 @@ class PruningRunner:
         shared layers included.
       input_signature: Optional `tf.TensorSpec` (or list, one per input) for
         models whose input shape is not fully defined, e.g.
-        `tf.TensorSpec((1, 224, 224, 3), tf.float32)`. Defaults to the model's
-        own input shapes.
+        `tf.TensorSpec((1, 224, 224, 3), tf.float32)`. Only used to count
+        FLOPs: the sparse and slim models keep the model's own input shapes.
+        Defaults to the model's own input shapes.
       workspace: Folder for analyses, searches, specs and the
         `latest_spec.json` pointer. Defaults to `".vai"`.
 
@@ -51,7 +52,7 @@ class PruningRunner:
         self.model = model
         self._adapter = adapters.adapter_for(model, input_signature)
         self.graph = self._adapter.graph
-        self.model_digest = self.graph.digest()
+        self.model_digest = self._adapter.source_digest()
         self.workspace = os.fspath(workspace)
         self._workspace = Workspace(workspace)
         self._deps_by_excludes = {}

@@ -15,6 +15,7 @@ from vai_optimizer_tf.planning.spec import PruningSpec
 from vai_optimizer_tf.planning.spec_builder import build_spec
 from vai_optimizer_tf.planning.width_flops import WidthFlops
 from vai_optimizer_tf.runners.base_runner import PruningRunner
+from vai_optimizer_tf.stats.model_stats import check_flops_known
 from vai_optimizer_tf.utils import validation
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -214,7 +215,9 @@ class IterativePruningRunner(PruningRunner):
           A new tf_keras model (uncompiled).
 
         Raises:
-          ValueError: for bad arguments or an unreachable target.
+          ValueError: for bad arguments or an unreachable target, or for a
+            `ratio` when some layer's FLOPs are unknown (the message names
+            them and how to register a formula).
           AnalysisCacheError: when no usable analysis exists.
         """
         self._check_mode(mode)
@@ -240,6 +243,8 @@ class IterativePruningRunner(PruningRunner):
         criterion_name, _ = importance.get_criterion(criterion)
         start = time.time()
         deps = self._deps_for(excludes)
+        if ratio is not None:
+            check_flops_known(deps, f"prune to a FLOPs reduction (ratio={ratio})")
         weights = self._adapter.all_weights()
         previous = self._previous_spec(weights)
         cache = self._analyzer.find(self._analyzer.weights_digest(), previous, criterion)
@@ -299,10 +304,11 @@ class IterativePruningRunner(PruningRunner):
           Group name -> kept width.
 
         Raises:
-          ValueError: if `ratio` cannot be reached; the message says how far
-            pruning can go.
+          ValueError: if `ratio` cannot be reached (the message says how far
+            pruning can go), or if some layer's FLOPs are unknown.
         """
         deps = self._deps_for(excludes)
+        check_flops_known(deps, f"plan widths for a FLOPs reduction (ratio={ratio})")
         curves, max_ratio = None, 0.9
         if use_analysis is not False:
             try:

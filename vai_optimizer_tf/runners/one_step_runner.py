@@ -23,6 +23,7 @@ from vai_optimizer_tf.search.subnet_results import Subnet
 from vai_optimizer_tf.search.subnet_sampler import SubnetSampler
 from vai_optimizer_tf.search.subnet_search import SubnetSearch
 from vai_optimizer_tf.search.subnet_store import SubnetStore
+from vai_optimizer_tf.stats.model_stats import check_flops_known
 from vai_optimizer_tf.utils import validation
 
 logger = logging.getLogger("vai_optimizer_tf")
@@ -146,6 +147,7 @@ class OneStepPruningRunner(PruningRunner):
         criterion_name, _ = importance.get_criterion(criterion)
         excluded = self._resolve_excludes(excludes)
         deps = self._dependency_graph(excluded)
+        check_flops_known(deps, f"search subnets at a FLOPs reduction (ratio={ratio})")
         if not deps.prunable_groups:
             raise ValueError(f"Model {self.graph.name!r} has no prunable channel group (see "
                              "runner.describe_groups()); there is nothing to search.")
