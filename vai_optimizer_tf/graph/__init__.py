@@ -11,6 +11,9 @@ Modules:
 * `tf_keras_rules.py`: maps each tf_keras layer class to its rule, one
   registry entry per class.
 * `tf_keras_adapter.py`: reads tf_keras models into the IR and rebuilds them.
+* `tf_keras_calibration.py`: the BatchNormalization layer of calibration
+  copies (adaptive BN) and which noise layers to switch off.
+* `adapters.py`: picks the adapter of a model by its Keras flavour.
 
 Only `tf_keras_adapter.py` and `tf_keras_rules.py` touch tf_keras internals
 (`tf_keras.src`: private base classes, op layers, functional-model helpers);
