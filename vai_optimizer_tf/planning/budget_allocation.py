@@ -32,6 +32,7 @@ PRIOR_DROP = 0.01
 _MAX_EXCHANGES = 200
 _PAIR_CHECKS = 20
 _NONLINEAR_WINDOW = 8
+_EXCHANGE_REACH = 8
 
 
 def staircase(width, channel_divisible, max_ratio, upper=None):
@@ -216,7 +217,7 @@ class BudgetAllocation:
             per_node = self.cost.per_node(counts)
 
     def _exchange(self, kept, budget):
-        """Trades one step between two groups while that lowers the loss within budget.
+        """Trades steps between two groups while that lowers the loss within budget.
 
         Greedy cuts can leave a better plan one exchange away (the budget is met in
         discrete steps). Candidate pairs are ranked with each single step's exact
@@ -235,7 +236,12 @@ class BudgetAllocation:
                 steps, losses = self._steps[name], self._losses[name]
                 i = int(np.searchsorted(steps, width))
                 gid = by_name[name].id
-                for j, side in ((i + 1, ups), (i - 1, downs)):
+                # FLOPs: one step either way is enough to find a better exchange. On a
+                # staircase (latency) a step may save nothing, so look a few steps away.
+                reach = 1 if getattr(self.cost, "linear", True) else _EXCHANGE_REACH
+                moves = [(i + k, ups) for k in range(1, reach + 1)]
+                moves += [(i - k, downs) for k in range(1, reach + 1)]
+                for j, side in moves:
                     if 0 <= j < len(steps):
                         trial = dict(counts)
                         trial[gid] = int(steps[j])
