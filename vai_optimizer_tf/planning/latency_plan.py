@@ -134,7 +134,14 @@ class LatencyPlanner:
         budget = target * self.baseline_seconds
         if not self.uniform:
             self.allocation.cost = self.cost
-            return self.allocation.for_budget(budget)
+            kept = self.allocation.for_budget(budget)
+            # Coarse steps can leave the best plan under the budget far below it; the
+            # cheapest plan one step over may land closer (as for FLOPs targets).
+            error = abs(self.predicted(kept) / target - 1.0)
+            over = self.allocation.step_over(kept, budget) if error > TOLERANCE / 2 else None
+            if over is not None and abs(self.predicted(over) / target - 1.0) < error:
+                kept = over
+            return kept
         low, high = 0.0, self.max_ratio
         best = uniform_widths(self.groups, high, self.divisible, self.upper)
         if self.cost.total(self.counts(best)) > budget:
