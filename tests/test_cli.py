@@ -393,7 +393,7 @@ def test_a_sparse_h5_model_loads(project, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runner = vot.IterativePruningRunner(keras.models.load_model(project / "base.keras"),
                                         workspace=str(tmp_path / "ws"))
-    sparse = runner.get_sparse_model(runner.uniform_spec(0.5))
+    sparse = runner.get_sparse_model(runner.uniform_spec(0.5, channel_divisible=1))
     sparse.save(tmp_path / "sparse.h5")
 
     status, out, err = _run(["--action=stat", "--model=sparse.h5", "--workspace=ws"], capsys)

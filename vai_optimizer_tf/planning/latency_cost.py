@@ -176,7 +176,7 @@ class LatencyCost:
 
 
 def latency_requests(deps, flops, groups, channel_divisible, max_ratio=0.9, upper_bounds=None,
-                     max_points=MAX_POINTS):
+                     max_points=None):
     """The units of a model and the points of each that planning needs timed.
 
     Args:
@@ -188,13 +188,14 @@ def latency_requests(deps, flops, groups, channel_divisible, max_ratio=0.9, uppe
       max_ratio: Deepest cut of a group. Defaults to `0.9`.
       upper_bounds: Group name -> largest width. Defaults to none.
       max_points: Widths timed per unit axis at most. Defaults to
-        `MAX_POINTS`.
+        `MAX_POINTS` (10).
 
     Returns:
       `(units, untimed, requests)`: see `find_units`; `requests` maps each
       unit to its points.
     """
     upper = dict(upper_bounds or {})
+    max_points = int(max_points or MAX_POINTS)
     units, untimed = find_units(deps, flops, groups)
     stairs = {g.id: staircase(g.width, channel_divisible, max_ratio, upper.get(g.name))
               for g in groups}
