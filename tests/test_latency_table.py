@@ -228,7 +228,7 @@ class TestPruneToALatency:
             runner.prune(ratio=0.5, latency=0.5)
         with pytest.raises(ValueError, match="Invalid `device`"):
             runner.prune(latency=0.5, device="gpu")
-        with pytest.raises(ValueError, match="exactly one of `sparsity`"):
+        with pytest.raises(ValueError, match="only one of `sparsity` and `latency`"):
             runner.uniform_spec(0.5, latency=0.5)
         assert not os.path.exists(tmp_path / "latency")
 

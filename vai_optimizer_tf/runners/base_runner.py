@@ -160,10 +160,13 @@ class PruningRunner:
             neither of them, a bad `channel_divisible`, an unknown criterion
             or an unknown layer in `excludes`.
         """
-        if (sparsity is None) == (latency is None):
-            raise ValueError("Pass exactly one of `sparsity` (e.g. 0.5) and `latency` (e.g. 0.5 "
-                             f"of the baseline's). Received: sparsity={sparsity!r}, "
-                             f"latency={latency!r}")
+        if sparsity is None and latency is None:
+            raise ValueError("Invalid `sparsity`: expected a float in [0, 1), or pass `latency` "
+                             "(a fraction of the baseline's latency) instead. Received: "
+                             "sparsity=None")
+        if sparsity is not None and latency is not None:
+            raise ValueError("Pass only one of `sparsity` and `latency`. Received: "
+                             f"sparsity={sparsity!r}, latency={latency!r}")
         channel_divisible = resolve_channel_divisible(channel_divisible)
         deps = self._deps_for(excludes)
         if latency is not None:
