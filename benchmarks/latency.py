@@ -98,9 +98,6 @@ def run_config(key, device, batch, args):
                                 max_measurements=args.max_measurements, verbose=args.verbose)
         spec = vot.PruningSpec.load(runner.latest_spec_path())
         meta = spec.metadata
-        kept = {n: len(g.kept) for n, g in spec.kept_by_name(deps).items()}
-        full = {g.name: g.width for g in deps.prunable_groups}
-        kept = {**full, **kept}
         plan_seconds = time.time() - start
         flops_kept, flops_measured = flops_plan_at(runner, penalties, spec.channel_divisible,
                                                    session.measure, meta["measured_latency"]
