@@ -254,10 +254,10 @@ class IterativePruningRunner(PruningRunner):
                 model = self._build(spec, mode)  # checks the spec before any pointer moves
                 self._workspace.set_latest_spec(spec_path)
                 return model
-            raise ValueError("Pass `ratio` (the FLOPs reduction, e.g. ratio=0.5), `latency` (a "
-                             "fraction of the baseline's latency, e.g. latency=0.5) or "
-                             "`threshold` (the largest metric drop per group, e.g. 0.01). "
-                             "Received: ratio=None, latency=None, threshold=None")
+            raise ValueError("Pass either `ratio` (the FLOPs reduction, e.g. ratio=0.5), "
+                             "`latency` (a fraction of the baseline's latency, e.g. "
+                             "latency=0.5) or `threshold` (the largest metric drop per group, "
+                             "e.g. 0.01). "Received: ratio=None, latency=None, threshold=None")
         if len(given) > 1:
             raise ValueError(f"Pass only one of `ratio`, `latency` and `threshold`. Received: "
                              + ", ".join(f"{n}={targets[n]!r}" for n in given))
