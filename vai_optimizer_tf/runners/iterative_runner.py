@@ -257,7 +257,7 @@ class IterativePruningRunner(PruningRunner):
             raise ValueError("Pass either `ratio` (the FLOPs reduction, e.g. ratio=0.5), "
                              "`latency` (a fraction of the baseline's latency, e.g. "
                              "latency=0.5) or `threshold` (the largest metric drop per group, "
-                             "e.g. 0.01). "Received: ratio=None, latency=None, threshold=None")
+                             "e.g. 0.01). Received: ratio=None, latency=None, threshold=None")
         if len(given) > 1:
             raise ValueError(f"Pass only one of `ratio`, `latency` and `threshold`. Received: "
                              + ", ".join(f"{n}={targets[n]!r}" for n in given))
