@@ -54,7 +54,7 @@ def main():
         while not os.path.exists(args.barrier):
             time.sleep(0.01)
     runner.search(0.5, eval_fn, X[16:], calibration_steps=2, batch_size=16,
-                  num_subnets=args.num_subnets, shard=shard, verbose=0)
+                  num_subnets=args.num_subnets, shard=shard, channel_divisible=1, verbose=0)
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ class TestProcesses:
         assert len(result_files(workspace)) == 2
         runner = vot.IterativePruningRunner(model, workspace=workspace)
         assert runner.merge_analysis(ratios=RATIOS, verbose=0).missing_steps() == []
-        assert isinstance(runner.prune(ratio=0.3), keras.Model)
+        assert isinstance(runner.prune(ratio=0.3, channel_divisible=1), keras.Model)
         merged = CountingEval()
         runner.ana(merged, ratios=RATIOS, verbose=0)
         assert merged.calls == 0

@@ -345,6 +345,7 @@ def test_search_prunes_to_the_best_of_the_candidates(project, monkeypatch, capsy
     monkeypatch.chdir(project)
     argv = ["--action=search", "--model=base.keras", "--ratio=0.5", "--dataset=mnist_5k",
             "--eval_samples=200", "--num_subnets=3", "--calibration_steps=2",
+            "--channel_divisible=1",
             "--workspace=ws_search", "--output_dir=out_search"]
     status, out, err = _run(argv, capsys)
     assert status == 0, err
@@ -420,7 +421,7 @@ def test_a_sparse_h5_model_loads(project, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runner = vot.IterativePruningRunner(keras.models.load_model(project / "base.keras"),
                                         workspace=str(tmp_path / "ws"))
-    sparse = runner.get_sparse_model(runner.uniform_spec(0.5))
+    sparse = runner.get_sparse_model(runner.uniform_spec(0.5, channel_divisible=1))
     sparse.save(tmp_path / "sparse.h5")
 
     status, out, err = _run(["--action=stat", "--model=sparse.h5", "--workspace=ws"], capsys)

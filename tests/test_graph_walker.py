@@ -198,7 +198,7 @@ def test_users_model_is_not_modified():
     outputs_before = model_utils.outputs(model, x)
 
     runner = vot.IterativePruningRunner(model)
-    spec = runner.uniform_spec(0.5)
+    spec = runner.uniform_spec(0.5, channel_divisible=1)
     runner.get_sparse_model(spec)
     runner.get_slim_model(spec)
 
@@ -322,7 +322,7 @@ def test_unknown_exclude_suggests_close_names():
     runner = vot.IterativePruningRunner(conv_net())
 
     with pytest.raises(ValueError, match=r"conv_c.*did you mean.*conv_a"):
-        runner.uniform_spec(0.5, excludes=["conv_c"])
+        runner.uniform_spec(0.5, excludes=["conv_c"], channel_divisible=1)
 
 
 def test_channel_divisible_rounds_kept_widths_to_multiples():

@@ -28,6 +28,7 @@ N = 8
 def _search(runner, evaluate=output_energy, num_subnets=N, **kwargs):
     kwargs.setdefault("calibration_steps", 2)
     kwargs.setdefault("batch_size", 16)
+    kwargs.setdefault("channel_divisible", 1)  # the test nets are 8 and 16 channels wide
     return runner.search(0.5, evaluate, CALIBRATION, num_subnets=num_subnets, verbose=0,
                          **kwargs)
 
@@ -232,6 +233,7 @@ class TestErrors:
         ({"shard": (2, 2)}, "Invalid `shard`"),
         ({"mode": "up"}, "Invalid `mode`"),
         ({"channel_divisible": 0}, "Invalid `channel_divisible`"),
+        ({"channel_divisible": "fast"}, "Invalid `channel_divisible`"),
         ({"criterion": "l7"}, "Invalid `criterion`"),
         ({"excludes": ["nope"]}, "No layer named 'nope'"),
     ])
@@ -270,10 +272,10 @@ class TestErrors:
         runner = vot.OneStepPruningRunner(model, workspace=str(tmp_path))
         dataset = tf.data.Dataset.from_tensor_slices((CALIBRATION, np.zeros(48))).batch(16)
         a = runner.search(0.5, output_energy, dataset, calibration_steps=2, num_subnets=2,
-                          verbose=0)
+                          channel_divisible=1, verbose=0)
         b = runner.search(0.5, output_energy,
                           lambda m: [m(CALIBRATION[i:i + 16], training=True) for i in (0, 16)],
-                          num_subnets=2, verbose=0)
+                          num_subnets=2, channel_divisible=1, verbose=0)
         np.testing.assert_allclose([s.score for s in a], [s.score for s in b], rtol=1e-5)
 
     def test_model_without_prunable_groups_is_refused(self, tmp_path):

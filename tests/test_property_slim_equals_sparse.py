@@ -127,7 +127,7 @@ def test_slim_equals_sparse_and_stat_predicts_params(architecture, sparsity, see
     model = build_model(architecture)
     _randomize(model, seed)
     runner = vot.IterativePruningRunner(model)
-    spec = runner.uniform_spec(sparsity)
+    spec = runner.uniform_spec(sparsity, channel_divisible=1)
 
     sparse = runner.get_sparse_model(spec)
     slim = runner.get_slim_model(spec)

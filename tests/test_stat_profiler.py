@@ -387,7 +387,7 @@ def _pruned(name):
     """(runner, spec, slim, slim profile or None) of a zoo or small model pruned by half."""
     if name in _SMALL_PRUNABLE:
         runner = vot.IterativePruningRunner(_SMALL_PRUNABLE[name]())
-        spec = runner.uniform_spec(0.5)
+        spec = runner.uniform_spec(0.5, channel_divisible=1)
         return runner, spec, runner.get_slim_model(spec), None
     pruned = zoo_pruned(name)
     return pruned.runner, pruned.spec, pruned.slim, zoo_slim_profile(name)

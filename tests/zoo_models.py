@@ -68,7 +68,7 @@ def zoo_profile(name):
 
 @dataclasses.dataclass(frozen=True)
 class PrunedZoo:
-    """A zoo model pruned by ``uniform_spec(SPARSITY)``.
+    """A zoo model pruned by ``uniform_spec(SPARSITY, channel_divisible=1)``.
 
     Attributes:
         model: The original model.

@@ -113,17 +113,22 @@ def ana(flags, log):
 def prune(flags, log):
     if flags.mode == "one_step":
         return search(flags, log)
+    from vai_optimizer_tf.cli.flags import parse_channel_divisible  # pylint: disable=import-outside-toplevel
     model = load_model(flags.model)
-    if flags.ratio is None and flags.threshold is None and not flags.spec:
-        raise CliError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --threshold "
-                       "(largest metric drop, e.g. 0.01) or --spec (an existing spec).")
-    if flags.ratio is None and flags.threshold is None and not os.path.isfile(flags.spec):
-        raise CliError(f"--spec: no such file: {flags.spec!r} (without --ratio or --threshold, "
-                       "prune applies an existing spec).")
+    no_target = flags.ratio is None and flags.threshold is None and flags.latency is None
+    if no_target and not flags.spec:
+        raise CliError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --latency "
+                       "(fraction of the baseline's latency, e.g. 0.5), --threshold (largest "
+                       "metric drop, e.g. 0.01) or --spec (an existing spec).")
+    if no_target and not os.path.isfile(flags.spec):
+        raise CliError(f"--spec: no such file: {flags.spec!r} (without --ratio, --latency or "
+                       "--threshold, prune applies an existing spec).")
     runner = _runner(model, flags)
     sparse = runner.prune(ratio=flags.ratio, threshold=flags.threshold, spec_path=flags.spec,
                           excludes=flags.excludes or None, criterion=flags.criterion,
-                          channel_divisible=flags.channel_divisible)
+                          channel_divisible=parse_channel_divisible(flags.channel_divisible),
+                          latency=flags.latency, device=flags.device,
+                          batch_size=flags.latency_batch_size)
     spec_path = runner.latest_spec_path()
     runner.summary(spec_path, print_fn=log)
     path = _save(sparse, flags, "sparse.keras", sparse=True)
@@ -141,7 +146,8 @@ def _calibration(flags, model):
 def search(flags, log):
     """One-step pruning: scores --num_subnets candidates, then prunes to the best."""
     import vai_optimizer_tf as vot  # pylint: disable=import-outside-toplevel
-    from vai_optimizer_tf.cli.flags import parse_shard  # pylint: disable=import-outside-toplevel
+    from vai_optimizer_tf.cli.flags import (  # pylint: disable=import-outside-toplevel
+        parse_channel_divisible, parse_shard)
     user_fn = _user_eval_fn(flags)
     calibration_fn = (load_callable(flags.calibration_fn, "calibration_fn")
                       if flags.calibration_fn else None)
@@ -154,7 +160,7 @@ def search(flags, log):
     subnets = runner.search(flags.ratio, eval_fn, calibration,
                             calibration_steps=flags.calibration_steps,
                             num_subnets=flags.num_subnets, excludes=flags.excludes or None,
-                            channel_divisible=flags.channel_divisible,
+                            channel_divisible=parse_channel_divisible(flags.channel_divisible),
                             criterion=flags.criterion, seed=flags.seed, shard=shard,
                             mode=flags.metric_mode, batch_size=64)
     folder = os.path.join(flags.workspace, "one_step")

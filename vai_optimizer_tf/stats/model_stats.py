@@ -3,7 +3,7 @@
 import dataclasses
 import logging
 import math
-from typing import List
+from typing import List, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,26 @@ class LayerStats:
 
 
 @dataclasses.dataclass(frozen=True)
+class LatencyStats:
+    """Predicted latency of a model on one device, from the measured latency table.
+
+    Attributes:
+      seconds: Predicted seconds per call (one batch).
+      device: `"tf"` or `"tflite"`.
+      batch_size: The batch size of a call.
+      fraction: `seconds` as a fraction of the baseline's measured latency.
+      measured: The measured fraction, when the slim model was measured
+        (latency-targeted pruning), else None.
+    """
+
+    seconds: float
+    device: str
+    batch_size: int
+    fraction: float = 1.0
+    measured: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelStats:
     """FLOPs and parameters of a model.
 
@@ -37,11 +57,14 @@ class ModelStats:
       params: Total number of weights (trainable and not), as
         `model.count_params()`.
       layers: Per-layer `LayerStats`, in graph order.
+      latency: Predicted `LatencyStats`, when asked for (see
+        `PruningRunner.stat`), else None.
     """
 
     flops: int
     params: int
     layers: List[LayerStats]
+    latency: Optional[LatencyStats] = None
 
     @property
     def unknown_flops(self):
@@ -55,8 +78,11 @@ class ModelStats:
         raise KeyError(f"No layer named {name!r} in these stats.")
 
     def to_dict(self):
-        return {"flops": self.flops, "params": self.params,
-                "layers": [dataclasses.asdict(entry) for entry in self.layers]}
+        out = {"flops": self.flops, "params": self.params,
+               "layers": [dataclasses.asdict(entry) for entry in self.layers]}
+        if self.latency is not None:
+            out["latency"] = dataclasses.asdict(self.latency)
+        return out
 
     def summary(self, top=None):
         """A text table of per-layer counts, largest FLOPs first when `top` is set."""
@@ -73,7 +99,11 @@ class ModelStats:
         return "\n".join(lines)
 
     def __repr__(self):
-        return f"ModelStats(flops={self.flops:,}, params={self.params:,}, layers={len(self.layers)})"
+        latency = ("" if self.latency is None else
+                   f", latency={1000 * self.latency.seconds:.3f} ms predicted "
+                   f"({self.latency.device}, batch {self.latency.batch_size})")
+        return (f"ModelStats(flops={self.flops:,}, params={self.params:,}, "
+                f"layers={len(self.layers)}{latency})")
 
 
 def unknown_flops_layers(deps):
