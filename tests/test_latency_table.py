@@ -254,3 +254,37 @@ class TestAutoDivisible:
         assert spec.channel_divisible == multiple
         assert all(len(g.kept) % multiple == 0 for g in spec.groups.values())
         assert np.all([len(g.kept) < g.width for g in spec.groups.values()])
+
+
+class TestOneStepToALatency:
+
+    def test_every_candidate_is_within_one_point_of_the_latency_target(self, tmp_path):
+        model = _model()
+        runner = vot.OneStepPruningRunner(model, workspace=str(tmp_path))
+        _prefill(runner, "tflite", 1, 8)
+        x = np.random.RandomState(0).rand(32, 8, 8, 3).astype("float32")
+        subnets = runner.search(latency=0.6, device="tflite", latency_batch_size=1,
+                                eval_fn=lambda m: float(np.mean(np.asarray(m(x)) ** 2)),
+                                calibration_data=x, calibration_steps=1, num_subnets=4,
+                                channel_divisible=8, verbose=0)
+        cost = runner.latency_cost("tflite", 1, channel_divisible=8, verbose=0)
+        deps = runner._deps
+        for s in subnets[1:]:
+            predicted = cost.total({deps.group(n).id: w for n, w in s.widths.items()}) \
+                / cost.baseline
+            assert s.latency == pytest.approx(predicted)
+            assert abs(predicted - 0.6) <= 0.01
+            slim = runner.get_slim_model(runner.build_spec(s.widths, channel_divisible=8))
+            assert s.flops_reduction == pytest.approx(
+                1 - vot.stat(slim).flops / vot.stat(model).flops, abs=1e-9)
+        runner.prune(index=2)
+        meta = vot.PruningSpec.load(runner.latest_spec_path()).metadata
+        assert meta["target_latency"] == 0.6 and meta["target_flops_reduction"] is None
+        assert meta["predicted_latency"] == pytest.approx(subnets[2].latency, abs=1e-6)
+        assert runner.latest_spec_path().endswith("one-step-latency-0.60.json")
+
+    def test_exactly_one_target(self, tmp_path):
+        runner = vot.OneStepPruningRunner(_model(), workspace=str(tmp_path))
+        with pytest.raises(ValueError, match="Pass exactly one target"):
+            runner.search(ratio=0.5, latency=0.5, eval_fn=lambda m: 0.0,
+                          calibration_data=np.zeros((4, 8, 8, 3), "float32"))

@@ -84,10 +84,11 @@ class OneStepPruningRunner(PruningRunner):
 
     # Search -------------------------------------------------------------------------
 
-    def search(self, ratio, eval_fn, calibration_data, calibration_steps=50, num_subnets=200,
-               excludes=None, channel_divisible="auto", criterion="l1", seed=0, shard=None,
-               verbose=1, mode="max", batch_size=32, ratio_spread=0.25):
-        """Scores `num_subnets` candidate subnets at a FLOPs-reduction target.
+    def search(self, ratio=None, eval_fn=None, calibration_data=None, calibration_steps=50,
+               num_subnets=200, excludes=None, channel_divisible="auto", criterion="l1", seed=0,
+               shard=None, verbose=1, mode="max", batch_size=32, ratio_spread=0.25,
+               latency=None, device="tf", latency_batch_size=1):
+        """Scores `num_subnets` candidate subnets at a FLOPs- or latency-reduction target.
 
         Args:
           ratio: FLOPs reduction of every candidate (within one point), in
@@ -121,6 +122,13 @@ class OneStepPruningRunner(PruningRunner):
           batch_size: Batch size of array calibration data. Defaults to `32`.
           ratio_spread: Half-width of the window per-group pruning ratios
             are drawn from, around the uniform cut's. Defaults to `0.25`.
+          latency: Instead of `ratio`, the latency of every candidate as a
+            fraction of the baseline's (within one point), predicted by the
+            latency table measured on this machine (see
+            `latency_cost`; built and cached in the workspace on first use).
+          device: With `latency`: `"tf"` or `"tflite"`. Defaults to `"tf"`.
+          latency_batch_size: With `latency`: the batch size timed. Defaults
+            to `1`.
 
         Returns:
           The `Subnet`s scored so far for this search, by index (all of them
@@ -133,7 +141,18 @@ class OneStepPruningRunner(PruningRunner):
             finished candidates are kept.
           AnalysisCacheError: when a result file is corrupted.
         """
-        ratio = validation.check_ratio("ratio", ratio, low_inclusive=False)
+        if (ratio is None) == (latency is None):
+            raise ValueError("Pass exactly one target: `ratio` (the FLOPs reduction, e.g. "
+                             "ratio=0.5) or `latency` (a fraction of the baseline's latency, "
+                             f"e.g. latency=0.5). Received: ratio={ratio!r}, latency={latency!r}")
+        if ratio is not None:
+            ratio = validation.check_ratio("ratio", ratio, low_inclusive=False)
+        else:
+            latency = validation.check_ratio("latency", latency, low_inclusive=False)
+        if calibration_data is None:
+            raise ValueError("Invalid `calibration_data`: adaptive BN needs a few batches of "
+                             "training images (a dataset, an array, (x, y) or a "
+                             "calibration_fn(model)). Received: calibration_data=None")
         if not callable(eval_fn):
             raise ValueError("Invalid `eval_fn`: expected a callable model -> float. "
                              f"Received: eval_fn={eval_fn!r}")
@@ -151,7 +170,8 @@ class OneStepPruningRunner(PruningRunner):
         criterion_name, _ = importance.get_criterion(criterion)
         excluded = self._resolve_excludes(excludes)
         deps = self._dependency_graph(excluded)
-        check_flops_known(deps, f"search subnets at a FLOPs reduction (ratio={ratio})")
+        if ratio is not None:
+            check_flops_known(deps, f"search subnets at a FLOPs reduction (ratio={ratio})")
         warn_if_groups_stay_whole(requested, channel_divisible, deps.prunable_groups)
         if not deps.prunable_groups:
             raise ValueError(f"Model {self.graph.name!r} has no prunable channel group (see "
@@ -162,10 +182,21 @@ class OneStepPruningRunner(PruningRunner):
             calibration = PreparedBatches(calibration_batches(calibration_data, calibration_steps,
                                                               batch_size))
             data_key = batches_digest(calibration)
-        sampler = SubnetSampler(deps.prunable_groups, self._flops_of(deps), ratio,
-                                channel_divisible, ratio_spread=ratio_spread, seed=seed)
+        flops = self._flops_of(deps)
+        if latency is None:
+            cost, target, target_key = flops, ratio, round(ratio, 6)
+        else:
+            cost = self.latency_cost(device, latency_batch_size, channel_divisible, excluded,
+                                     verbose=verbose)
+            target = 1.0 - latency
+            target_key = {"latency": round(latency, 6), "device": device,
+                          "batch_size": latency_batch_size,
+                          "table": self.latency_session(device, latency_batch_size).table.key}
+        sampler = SubnetSampler(deps.prunable_groups, cost, target, channel_divisible,
+                                ratio_spread=ratio_spread, seed=seed,
+                                metric="FLOPs" if latency is None else "latency")
         key = {"graph_digest": self.model_digest, "weights_digest": self._adapter.weights_digest(),
-               "target": round(ratio, 6), "seed": seed, "excludes": sorted(excluded),
+               "target": target_key, "seed": seed, "excludes": sorted(excluded),
                "channel_divisible": channel_divisible, "criterion": criterion_name,
                "ratio_spread": round(ratio_spread, 6), "mode": mode,
                "calibration": {"data": data_key, "steps": calibration_steps,
@@ -179,11 +210,13 @@ class OneStepPruningRunner(PruningRunner):
                 eval_fn, criterion)
 
         indices = [i for i in range(num_subnets) if shard is None or i % shard[1] == shard[0]]
-        SubnetSearch(deps, sampler, make_scorer, store, verbose).run(indices)
+        SubnetSearch(deps, sampler, make_scorer, store, verbose,
+                     flops_reduction=lambda kept: _reduction(flops, deps, kept)).run(indices)
         done = store.read()
-        subnets = [self._subnet(deps, i, done[i]) for i in range(num_subnets) if i in done]
+        subnets = [self._subnet(deps, i, done[i], None if latency is None else cost)
+                   for i in range(num_subnets) if i in done]
         self._search = _SearchState(key, store, deps, subnets, calibration, criterion,
-                                    channel_divisible, mode, ratio)
+                                    channel_divisible, mode, target, latency)
         if len(subnets) == num_subnets:
             self._write_reports(self._search)
             if verbose:
@@ -194,9 +227,11 @@ class OneStepPruningRunner(PruningRunner):
         return self._width_flops() if deps is self._deps else WidthFlops(deps)
 
     @staticmethod
-    def _subnet(deps, index, record):
+    def _subnet(deps, index, record, latency_cost=None):
         widths = {deps.group_at(i).name: w for i, w in record["widths"].items()}
-        return Subnet(index, record["flops_reduction"], record["score"], widths)
+        latency = (None if latency_cost is None else
+                   1.0 - _reduction(latency_cost, deps, widths))
+        return Subnet(index, record["flops_reduction"], record["score"], widths, latency)
 
     def _write_reports(self, state):
         base = os.path.join(self.search_folder, f"report-{state.store.key_id}")
@@ -263,8 +298,12 @@ class OneStepPruningRunner(PruningRunner):
                           state.criterion, state.channel_divisible, self.graph.name,
                           self.model_digest)
         baseline, pruned = self.stat(), self.stat(spec)
+        if state.latency is not None:
+            spec.metadata.update({"target_latency": state.latency,
+                                  "predicted_latency": round(chosen.latency, 6)})
         spec.metadata.update({
-            "method": "one_step", "target_flops_reduction": state.target,
+            "method": "one_step",
+            "target_flops_reduction": state.target if state.latency is None else None,
             "subnet_index": chosen.index, "subnet_score": chosen.score,
             "subnets_scored": len(state.subnets), "search_key": state.key,
             "baseline_flops": baseline.flops, "pruned_flops": pruned.flops,
@@ -272,8 +311,9 @@ class OneStepPruningRunner(PruningRunner):
             "baseline_params": baseline.params, "pruned_params": pruned.params,
         })
         if spec_path is None:
-            spec_path = self._workspace.spec_path(self.graph.name,
-                                                  f"one-step-ratio-{state.target:.2f}")
+            label = (f"one-step-ratio-{state.target:.2f}" if state.latency is None
+                     else f"one-step-latency-{state.latency:.2f}")
+            spec_path = self._workspace.spec_path(self.graph.name, label)
         model = self._save_and_build(spec, spec_path, mode)
         if adapt_bn:
             calibrate_in_place(model, lambda copy, calibrating: make_calibration(
@@ -281,11 +321,17 @@ class OneStepPruningRunner(PruningRunner):
         return model
 
 
+def _reduction(cost, deps, kept_widths):
+    """1 - cost(kept) / cost(baseline), for group name -> width."""
+    counts = {deps.group(name).id: width for name, width in kept_widths.items()}
+    return 1.0 - cost.total(counts) / cost.baseline
+
+
 class _SearchState:
     """What `prune` needs from the last search."""
 
     def __init__(self, key, store, deps, subnets, calibration, criterion, channel_divisible,
-                 mode, target):
+                 mode, target, latency=None):
         self.key = key
         self.store = store
         self.deps = deps
@@ -295,6 +341,7 @@ class _SearchState:
         self.channel_divisible = channel_divisible
         self.mode = mode
         self.target = target
+        self.latency = latency
 
 
 def _function_name(fn):

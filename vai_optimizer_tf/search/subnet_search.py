@@ -23,14 +23,18 @@ class SubnetSearch:
         candidate to score (a resumed, finished search builds nothing).
       store: The `SubnetStore` of the search key.
       verbose: 0 silent, 1 progress bar.
+      flops_reduction: `fn(kept widths) -> float` recorded with each
+        candidate. Defaults to the sampler's reduction (when its cost is
+        FLOPs).
     """
 
-    def __init__(self, deps, sampler, make_scorer, store, verbose=1):
+    def __init__(self, deps, sampler, make_scorer, store, verbose=1, flops_reduction=None):
         self.deps = deps
         self.sampler = sampler
         self.make_scorer = make_scorer
         self.store = store
         self.verbose = verbose
+        self.flops_reduction = flops_reduction or sampler.reduction
         self.scored = 0
         self._scorer = None
 
@@ -40,7 +44,7 @@ class SubnetSearch:
             self._scorer = self.make_scorer()
         score = self._scorer(kept, where=f"candidate subnet {index}")
         widths = {self.deps.group(name).index: width for name, width in kept.items()}
-        self.store.record(index, widths, self.sampler.reduction(kept), score)
+        self.store.record(index, widths, self.flops_reduction(kept), score)
         self.scored += 1
 
     def run(self, indices):
