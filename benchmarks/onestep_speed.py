@@ -111,7 +111,8 @@ def main():
         search = vot.OneStepPruningRunner(model, workspace=workspace)
         start = time.perf_counter()
         search.search(0.5, eval_fn, x[20000:], calibration_steps=args.calibration_steps,
-                      batch_size=args.batch_size, num_subnets=args.num_subnets, verbose=0)
+                      batch_size=args.batch_size, num_subnets=args.num_subnets,
+                      channel_divisible=1, verbose=0)
         total = time.perf_counter() - start
     print(f"whole search of {args.num_subnets} candidates: {total:.0f} s "
           f"({total / args.num_subnets:.2f} s per candidate)")
