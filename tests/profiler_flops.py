@@ -3,7 +3,9 @@
 This module is deliberately independent of the library under test: it
 freezes a tf_keras model into a constant graph and asks
 ``tf.compat.v1.profiler`` for its registered ``flops`` statistics, so the
-numbers can serve as ground truth in tests.
+numbers can serve as ground truth in tests. The profiler also counts integer
+ops (shape arithmetic such as an upsampled size: a few per layer, whatever
+the batch); those are left out, as they are no floating-point operations.
 """
 
 import tensorflow as tf
@@ -39,6 +41,13 @@ def _frozen_graph_def(model, input_shapes):
     return frozen.graph.as_graph_def()
 
 
+def _is_integer_op(graph, name):
+    """Whether the op computes on integers: shape arithmetic (an upsampled size,
+    a transposed permutation), which the profiler counts but is no float op."""
+    outputs = graph.get_operation_by_name(name).outputs
+    return bool(outputs) and outputs[0].dtype.is_integer
+
+
 def _profile_graph_def(graph_def, library, prefix, per_op_type, per_node):
     """Profiles ``graph_def`` and the bodies of its function calls.
 
@@ -50,7 +59,8 @@ def _profile_graph_def(graph_def, library, prefix, per_op_type, per_node):
         per_node: Dict from node name to float ops, updated in place.
 
     Returns:
-        The profiler's total float ops, function bodies included.
+        The profiler's total float ops, function bodies included, without
+        ops on integers.
     """
     graph_def.library.CopyFrom(library)
     graph = tf.Graph()
@@ -61,17 +71,19 @@ def _profile_graph_def(graph_def, library, prefix, per_op_type, per_node):
     options = builder(builder.float_operation()).with_empty_output().build()
     root = tf.compat.v1.profiler.profile(graph, cmd="op", options=options)
 
-    total = int(root.total_float_ops)
+    total = 0
     # The "op" view nests one op type per level; each level lists its nodes.
     pending = list(root.children)
     while pending:
         op_type = pending.pop()
         pending.extend(op_type.children)
         for node in op_type.graph_nodes:
-            if node.float_ops:
-                per_op_type[op_type.name] = (
-                    per_op_type.get(op_type.name, 0) + int(node.float_ops))
-                per_node[prefix + node.name] = int(node.float_ops)
+            if not node.float_ops or _is_integer_op(graph, node.name):
+                continue
+            per_op_type[op_type.name] = (
+                per_op_type.get(op_type.name, 0) + int(node.float_ops))
+            per_node[prefix + node.name] = int(node.float_ops)
+            total += int(node.float_ops)
 
     functions = {f.signature.name: f for f in library.function}
     for op in graph.get_operations():

@@ -115,7 +115,7 @@ class TestWhatChanges:
     def test_sparse_model_keeps_pruned_channels_at_zero(self):
         model = _net()
         runner = vot.IterativePruningRunner(model)
-        spec = runner.uniform_spec(0.5)
+        spec = runner.uniform_spec(0.5, channel_divisible=1)
         sparse = runner.get_sparse_model(spec)
         vot.adaptive_bn(sparse, DATA, steps=3)
         mean = sparse.get_layer("bn4d").moving_mean.numpy()

@@ -220,7 +220,7 @@ def _sparse_runner(tmp_path):
     x = keras.layers.Conv2D(8, 3, name="conv2")(x)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(x))
     runner = vot.IterativePruningRunner(model, workspace=str(tmp_path / "ws"))
-    spec = runner.uniform_spec(0.5)
+    spec = runner.uniform_spec(0.5, channel_divisible=1)
     return runner, runner.get_sparse_model(spec)
 
 

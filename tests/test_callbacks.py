@@ -65,7 +65,7 @@ def analysed_runner(tmp_path_factory):
 
 
 def unpruned_sparse_model(runner):
-    sparse = runner.get_sparse_model(runner.uniform_spec(0.0))
+    sparse = runner.get_sparse_model(runner.uniform_spec(0.0, channel_divisible=1))
     sparse.compile(keras.optimizers.Adam(0.01),
                    keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return sparse
@@ -149,7 +149,7 @@ class TestGradualChannelPruning:
     def test_schedule_reaches_its_final_ratio(self, runner, data, make_schedule, frequency):
         sparse = unpruned_sparse_model(runner)
         pruning = vot.callbacks.GradualChannelPruning(runner, make_schedule(),
-                                                      frequency=frequency)
+                                                      frequency=frequency, channel_divisible=1)
         fit(sparse, data, [pruning])
 
         slim = slim_of(runner, sparse)
@@ -170,7 +170,8 @@ class TestGradualChannelPruning:
                        steps_per_execution=4)
         recorder = Recorder(runner)
         fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, make_schedule(),
-                                                               frequency=frequency), recorder],
+                                                               frequency=frequency,
+                                                               channel_divisible=1), recorder],
             epochs=4)
 
         sizes = [sum(len(k) for k in masks.values()) for _, masks, _ in recorder.records]
@@ -182,7 +183,8 @@ class TestGradualChannelPruning:
     def test_kept_sets_are_nested(self, runner, data):
         sparse = unpruned_sparse_model(runner)
         recorder = Recorder(runner)
-        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.6, 14)),
+        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.6, 14),
+                                                               channel_divisible=1),
                            recorder], epochs=4)
 
         states = [masks for _, masks, _ in recorder.records]
@@ -199,7 +201,8 @@ class TestGradualChannelPruning:
         sparse = unpruned_sparse_model(runner)
         recorder = Recorder(runner, every_batch=True)
         pruning = vot.callbacks.GradualChannelPruning(
-            runner, lambda step: min(0.5, step / 24), frequency=1, update_freq="epoch")
+            runner, lambda step: min(0.5, step / 24), frequency=1, update_freq="epoch",
+            channel_divisible=1)
         fit(sparse, data, [pruning, recorder], epochs=3)
 
         by_epoch = {}
@@ -219,7 +222,8 @@ class TestGradualChannelPruning:
         slims = {}
         for label, r in (("uniform", runner), ("analysed", analysed_runner)):
             sparse = unpruned_sparse_model(r)
-            fit(sparse, data, [vot.callbacks.GradualChannelPruning(r, polynomial(0.5))])
+            fit(sparse, data, [vot.callbacks.GradualChannelPruning(r, polynomial(0.5),
+                                                                   channel_divisible=1)])
             slims[label] = slim_of(r, sparse)
             assert abs(measured_reduction(r, slims[label]) - 0.5) <= RATIO_POINTS
             assert_slim_equals_sparse(slims[label], sparse, data[0])
@@ -237,7 +241,8 @@ class TestGradualChannelPruning:
         # PolynomialDecay to 0.5 at step 8: 0.4375 at step 4, where training stops.
         checkpoint = str(tmp_path / "ckpt" / "weights")
         first = unpruned_sparse_model(runner)
-        fit(first, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5, 8)),
+        fit(first, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5, 8),
+                                                              channel_divisible=1),
                           keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True)],
             epochs=1)
         masks_at_stop = kept_from_masks(runner, first)
@@ -247,7 +252,8 @@ class TestGradualChannelPruning:
         resumed.load_weights(checkpoint)
         assert resumed.optimizer.iterations.numpy() == STEPS_PER_EPOCH
         recorder = Recorder(runner)
-        fit(resumed, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5, 8)),
+        fit(resumed, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5, 8),
+                                                                channel_divisible=1),
                             recorder], epochs=2, initial_epoch=1)
 
         _, masks_at_start, alive_at_start = recorder.records[0]
@@ -284,7 +290,8 @@ class TestChannelPruningSummaries:
         log_dir = str(tmp_path / "logs")
         sparse = unpruned_sparse_model(runner)
         sparse.compile(sparse.optimizer, sparse.loss, steps_per_execution=steps_per_execution)
-        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5)),
+        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5),
+                                                               channel_divisible=1),
                            vot.callbacks.ChannelPruningSummaries(runner, log_dir,
                                                                  update_freq=update_freq)])
 
@@ -309,7 +316,8 @@ class TestSlimModelExport:
                                                                       tmp_path):
         path = str(tmp_path / "export" / "slim.keras")
         sparse = unpruned_sparse_model(runner)
-        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5)),
+        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5),
+                                                               channel_divisible=1),
                            vot.callbacks.SlimModelExport(runner, path)])
 
         with zipfile.ZipFile(path) as archive:
@@ -341,7 +349,8 @@ class TestSlimModelExport:
 class TestErrors:
 
     @pytest.mark.parametrize("make_callback", [
-        lambda runner, tmp: vot.callbacks.GradualChannelPruning(runner, polynomial()),
+        lambda runner, tmp: vot.callbacks.GradualChannelPruning(runner, polynomial(),
+                                                                channel_divisible=1),
         lambda runner, tmp: vot.callbacks.ChannelPruningSummaries(runner, str(tmp / "logs")),
         lambda runner, tmp: vot.callbacks.SlimModelExport(runner, str(tmp / "slim.keras")),
     ], ids=["GradualChannelPruning", "ChannelPruningSummaries", "SlimModelExport"])
@@ -360,7 +369,7 @@ class TestErrors:
     def test_unreachable_final_ratio_says_how_far_pruning_goes(self, runner, data):
         sparse = unpruned_sparse_model(runner)
         pruning = vot.callbacks.GradualChannelPruning(
-            runner, tfmot.sparsity.keras.ConstantSparsity(0.99, begin_step=0))
+            runner, tfmot.sparsity.keras.ConstantSparsity(0.99, begin_step=0), channel_divisible=1)
         with pytest.raises(ValueError, match=r"99\.0% cannot be reached") as error:
             fit(sparse, data, [pruning])
         assert sparse.optimizer.iterations.numpy() == 0
@@ -370,19 +379,22 @@ class TestErrors:
         # The limit is real: a schedule just below it is followed.
         target = round(reachable - 0.03, 2)
         fit(sparse, data, [vot.callbacks.GradualChannelPruning(
-            runner, tfmot.sparsity.keras.ConstantSparsity(target, begin_step=0, frequency=2))],
+            runner, tfmot.sparsity.keras.ConstantSparsity(target, begin_step=0, frequency=2),
+            channel_divisible=1)],
             epochs=1)
         assert abs(measured_reduction(runner, slim_of(runner, sparse)) - target) <= RATIO_POINTS
 
     def test_too_many_excludes_says_how_far_pruning_goes(self, runner, data):
         excludes = ["stem", "b0_conv1", "b1_conv1"]
         sparse = unpruned_sparse_model(runner)
-        pruning = vot.callbacks.GradualChannelPruning(runner, polynomial(0.5), excludes=excludes)
+        pruning = vot.callbacks.GradualChannelPruning(runner, polynomial(0.5), excludes=excludes,
+                                                      channel_divisible=1)
         with pytest.raises(ValueError, match=r"50\.0% cannot be reached") as error:
             fit(sparse, data, [pruning])
         reachable = float(re.search(r"gives (\d+\.\d)%", str(error.value)).group(1)) / 100
         # Pruning only `expand`, as far as allowed (90%), gives that much.
-        slim = runner.get_slim_model(runner.uniform_spec(0.9, excludes=excludes))
+        slim = runner.get_slim_model(runner.uniform_spec(0.9, excludes=excludes,
+                                                         channel_divisible=1))
         assert [slim.get_layer(n).filters for n in PRODUCERS[:3]] == [8, 16, 16]
         assert slim.get_layer("expand").filters <= 32 // 10 + 1
         assert reachable == pytest.approx(measured_reduction(runner, slim), abs=0.001)
@@ -390,7 +402,7 @@ class TestErrors:
     def test_excluded_layers_keep_their_width(self, runner, data):
         sparse = unpruned_sparse_model(runner)
         fit(sparse, data, [vot.callbacks.GradualChannelPruning(
-            runner, polynomial(0.3), excludes=["stem", "expand"])])
+            runner, polynomial(0.3), excludes=["stem", "expand"], channel_divisible=1)])
 
         slim = slim_of(runner, sparse)
         assert slim.get_layer("stem").filters == 8 and slim.get_layer("expand").filters == 32
@@ -419,7 +431,8 @@ class TestErrors:
                                                                        schedule, message):
         sparse = unpruned_sparse_model(runner)
         with pytest.raises(ValueError, match=message):
-            fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, schedule)])
+            fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, schedule,
+                                                                   channel_divisible=1)])
         assert sparse.optimizer.iterations.numpy() == 0
 
     @pytest.mark.parametrize("make_callback, message", [

@@ -269,7 +269,7 @@ def _run(argv, capsys):
 def test_help_describes_every_action_and_flag(capsys):
     status, out, _ = _run(["--help"], capsys)
     assert status == 0
-    for action in ("ana", "prune", "finetune", "transform", "stat", "export"):
+    for action in ("ana", "prune", "search", "finetune", "transform", "stat", "export"):
         assert re.search(rf"^  {action} ", out, re.M), action
     for name in FLAGS:
         if len(name) > 1:  # the short alias -v is listed with --verbosity
@@ -323,6 +323,13 @@ def test_user_errors_are_one_line_with_status_1(project, monkeypatch, capsys, ar
      "needs calibration data"),
     (["--action=stat", "--model=base.keras", "--input_shape=1,x,28,1"],
      "--input_shape: expected comma-separated positive integers"),
+    (["--action=search", "--model=base.keras", "--dataset=mnist_5k"], "needs --ratio"),
+    (["--action=search", "--model=base.keras", "--ratio=0.5", "--eval_fn=user_fns:accuracy"],
+     "needs calibration data for adaptive BN"),
+    (["--action=prune", "--mode=one_step", "--model=base.keras", "--ratio=0.5"],
+     "needs --eval_fn=module:function or --dataset"),
+    (["--action=search", "--model=base.keras", "--ratio=0.5", "--dataset=mnist_5k",
+      "--calibration_fn=nofunction"], "--calibration_fn: expected module:function"),
 ])
 def test_command_line_errors_are_one_line_with_status_2(project, monkeypatch, capsys, argv,
                                                         message):
@@ -332,6 +339,27 @@ def test_command_line_errors_are_one_line_with_status_2(project, monkeypatch, ca
     assert err.count("\n") == 1 and err.startswith("vai_p_tf2: error: "), err
     assert message in err
     assert "(see vai_p_tf2 --help)" in err
+
+
+def test_search_prunes_to_the_best_of_the_candidates(project, monkeypatch, capsys):
+    monkeypatch.chdir(project)
+    argv = ["--action=search", "--model=base.keras", "--ratio=0.5", "--dataset=mnist_5k",
+            "--eval_samples=200", "--num_subnets=3", "--calibration_steps=2",
+            "--channel_divisible=1",
+            "--workspace=ws_search", "--output_dir=out_search"]
+    status, out, err = _run(argv, capsys)
+    assert status == 0, err
+    spec = vot.PruningSpec.load(json.loads((project / "ws_search" / "latest_spec.json")
+                                           .read_text())["spec_path"])
+    assert spec.metadata["method"] == "one_step" and spec.metadata["subnets_scored"] == 3
+    assert f"best of 3 subnets: #{spec.metadata['subnet_index']}" in out
+    sparse = keras.models.load_model(project / "out_search" / "sparse.keras")
+    assert sparse.get_layer("conv1").kernel.shape == (3, 3, 1, 16)  # sparse: same shapes
+    # A shard scores its share and says how to finish.
+    status, out, _ = _run(argv[:-2] + ["--workspace=ws_shard", "--output_dir=out_shard",
+                                       "--shard=1/2"], capsys)
+    assert status == 0 and "shard 1/2 done: 1 of 3 candidates" in out
+    assert not (project / "out_shard" / "sparse.keras").exists()
 
 
 def test_verbosity_adds_the_traceback(project, monkeypatch, capsys):
@@ -393,7 +421,7 @@ def test_a_sparse_h5_model_loads(project, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runner = vot.IterativePruningRunner(keras.models.load_model(project / "base.keras"),
                                         workspace=str(tmp_path / "ws"))
-    sparse = runner.get_sparse_model(runner.uniform_spec(0.5))
+    sparse = runner.get_sparse_model(runner.uniform_spec(0.5, channel_divisible=1))
     sparse.save(tmp_path / "sparse.h5")
 
     status, out, err = _run(["--action=stat", "--model=sparse.h5", "--workspace=ws"], capsys)

@@ -394,8 +394,8 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
 
 def test_saving_a_sparse_model_warns_that_it_needs_the_library(tmp_path, caplog):
     runner = vot.IterativePruningRunner(_two_in_two_out(), workspace=tmp_path / "ws")
-    sparse = runner.get_sparse_model(runner.uniform_spec(0.5))
-    slim = runner.get_slim_model(runner.uniform_spec(0.5))
+    sparse = runner.get_sparse_model(runner.uniform_spec(0.5, channel_divisible=1))
+    slim = runner.get_slim_model(runner.uniform_spec(0.5, channel_divisible=1))
     # The sparse model's masks are in its config (docs/training.md); if they vanish, the masks
     # would not survive save/load, and this test must fail, not skip.
     assert any("vai_optimizer_tf" in json.dumps(layer.get_config(), default=str)

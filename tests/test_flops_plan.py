@@ -43,7 +43,7 @@ class TestLeastLossPerFlop:
     def test_a_group_that_buys_no_flops_is_not_cut(self, analysed):
         model, workspace = analysed
         runner = vot.IterativePruningRunner(model, workspace=workspace)
-        runner.prune(ratio=0.3)
+        runner.prune(ratio=0.3, channel_divisible=1)
         spec = vot.PruningSpec.load(runner.latest_spec_path())
         stats = runner.stat()
         share = sum(layer.flops for layer in stats.layers if layer.name == "hidden") / stats.flops
@@ -54,7 +54,7 @@ class TestLeastLossPerFlop:
     def test_sparse_and_slim_models_agree(self, analysed):
         model, workspace = analysed
         runner = vot.IterativePruningRunner(model, workspace=workspace)
-        sparse = runner.prune(ratio=0.5)
+        sparse = runner.prune(ratio=0.5, channel_divisible=1)
         slim = runner.get_slim_model()
         assert model_utils.max_relative_difference(sparse, slim, X) < 1e-5
 
@@ -79,7 +79,7 @@ class TestUnreachableTarget:
     def test_reachable_target_gives_no_warning(self, analysed, recwarn):
         model, workspace = analysed
         runner = vot.IterativePruningRunner(model, workspace=workspace)
-        runner.prune(ratio=0.4)
+        runner.prune(ratio=0.4, channel_divisible=1)
         assert not [w for w in recwarn if "cannot be reached" in str(w.message)]
         text = runner.summary(print_fn=lambda _: None)
         assert "FLOPs reduction: target 40.0%, reached 4" in text

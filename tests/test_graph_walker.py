@@ -198,7 +198,7 @@ def test_users_model_is_not_modified():
     outputs_before = model_utils.outputs(model, x)
 
     runner = vot.IterativePruningRunner(model)
-    spec = runner.uniform_spec(0.5)
+    spec = runner.uniform_spec(0.5, channel_divisible=1)
     runner.get_sparse_model(spec)
     runner.get_slim_model(spec)
 
@@ -245,6 +245,55 @@ def test_slim_model_saves_and_reloads_without_custom_objects(tmp_path):
     assert model_utils.max_relative_difference(slim, reloaded, x) < 1e-6
 
 
+def _fully_convolutional(nested=False):
+    """A model with input (None, None, 3); `nested` puts the middle in a nested model."""
+    def body(x):
+        x = L.Conv2D(8, 3, padding="same", name="conv_b")(x)
+        return L.ReLU(name="relu")(L.BatchNormalization(name="bn")(x))
+    inputs = keras.Input((None, None, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", name="conv_a")(inputs)
+    if nested:
+        inner_in = keras.Input((None, None, 8))
+        x = keras.Model(inner_in, body(inner_in), name="inner")(x)
+    else:
+        x = body(x)
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    return model_utils.randomize_weights(keras.Model(inputs, outputs, name="fcn"))
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
+def test_input_signature_is_only_for_counting(nested):
+    model = _fully_convolutional(nested)
+    runner = vot.IterativePruningRunner(model, input_signature=tf.TensorSpec((1, 16, 16, 3)))
+    spec = runner.uniform_spec(0.5)
+    sparse = runner.get_sparse_model(spec)
+    slim = runner.get_slim_model(spec)
+
+    assert runner.stat(spec).flops < runner.stat().flops  # counted at 16 x 16
+    assert sparse.input_shape == slim.input_shape == model.input_shape == (None, None, None, 3)
+    x = np.random.RandomState(0).uniform(-1, 1, (2, 12, 20, 3)).astype("float32")
+    assert model_utils.outputs(slim, x)[0].shape == (2, 12, 20, 2)
+    assert model_utils.max_relative_difference(sparse, slim, x) < TOLERANCE
+    assert slim.count_params() < model.count_params()
+    # The sparse model is recognised as this runner's model (same architecture).
+    assert runner.spec_from_model(sparse).groups.keys() == spec.groups.keys()
+
+
+def test_nested_model_with_undefined_input_inside_a_defined_model_is_counted():
+    inner_in = keras.Input((None, None, 8))
+    x = L.ReLU(name="relu")(L.Conv2D(8, 3, padding="same", name="conv_b")(inner_in))
+    backbone = keras.Model(inner_in, x, name="backbone")
+    inputs = keras.Input((12, 12, 3))
+    outputs = L.Conv2D(2, 1, name="head")(backbone(L.Conv2D(8, 1, name="conv_a")(inputs)))
+    model = model_utils.randomize_weights(keras.Model(inputs, outputs))
+    runner, spec, _, slim = prune(model)
+
+    # conv_b: 12 x 12 positions, 8 filters of 3 x 3 x 8 multiply-adds, plus its bias.
+    assert vot.stat(model).layer("backbone/conv_b").flops == 12 * 12 * 8 * (2 * 72 + 1)
+    assert runner.stat(spec).flops < runner.stat().flops
+    assert slim.get_layer("backbone").input_shape == (None, None, None, 4)
+
+
 # Excludes and channel_divisible ---------------------------------------------------
 
 @pytest.mark.parametrize("by", ["name", "layer"])
@@ -273,7 +322,7 @@ def test_unknown_exclude_suggests_close_names():
     runner = vot.IterativePruningRunner(conv_net())
 
     with pytest.raises(ValueError, match=r"conv_c.*did you mean.*conv_a"):
-        runner.uniform_spec(0.5, excludes=["conv_c"])
+        runner.uniform_spec(0.5, excludes=["conv_c"], channel_divisible=1)
 
 
 def test_channel_divisible_rounds_kept_widths_to_multiples():

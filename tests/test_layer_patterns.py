@@ -11,6 +11,8 @@ three things against independent truth:
   is prunable;
 * the channel groups are the expected ones: which are prunable and, for the
   others, that the reason names the layer that blocks them.
+
+`tf.*` calls on Keras tensors are in test_op_patterns.py.
 """
 
 import numpy as np
@@ -19,48 +21,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 import vai_optimizer_tf as vot
-from tests import model_utils
+from tests.pattern_utils import assert_blocked_by, group_named, group_of, prune_and_compare
 
 L = keras.layers
 
-TOLERANCE = 1e-5
-
-
-
-
-def prune_and_compare(model, sparsity=0.5, expect_smaller=True, **spec_kwargs):
-    """Prunes `model` uniformly and checks that slim == sparse.
-
-    Returns:
-      `(runner, spec, slim)`.
-    """
-    model_utils.randomize_weights(model)
-    runner, spec, _, slim = model_utils.prune_checked(model, sparsity, TOLERANCE, **spec_kwargs)
-    if expect_smaller:
-        assert slim.count_params() < model.count_params()
-    else:
-        assert slim.count_params() == model.count_params()
-    return runner, spec, slim
-
-
-def group_of(runner, producer):
-    """The one channel group that `producer` writes."""
-    matches = [g for g in runner.groups if producer in g.producers]
-    assert len(matches) == 1, [g.describe() for g in runner.groups]
-    return matches[0]
-
-
-def group_named(runner, name):
-    """The channel group called `name` (its first producer, or its origin)."""
-    matches = [g for g in runner.groups if g.name == name]
-    assert len(matches) == 1, [g.describe() for g in runner.groups]
-    return matches[0]
-
-
-def assert_blocked_by(group, *words):
-    """`group` is not prunable and one of its reasons mentions every word."""
-    assert not group.prunable, group.describe()
-    assert any(all(w in reason for w in words) for reason in group.reasons), group.describe()
 
 
 def conv_for(rank):
@@ -292,6 +256,56 @@ def test_softmax_on_the_channel_axis_is_a_barrier(make_layer):
     assert_blocked_by(group_of(runner, "conv"), "softmax", "'act'")
 
 
+@pytest.mark.parametrize("input_shape, producer, shared_axes", [
+    ((4, 4, 3), lambda: L.Conv2D(8, 1, name="conv"), [1, 2, 3]),
+    ((6,), lambda: L.Dense(8, name="conv"), [1]),
+    ((5, 6), lambda: L.Dense(8, name="conv"), [1, 2]),
+], ids=["conv_all_axes", "dense", "dense_on_sequence"])
+def test_prelu_with_alpha_shared_across_channels_has_no_per_channel_weight(
+        input_shape, producer, shared_axes):
+    inputs = keras.Input(input_shape)
+    x = producer()(inputs)
+    x = L.PReLU(shared_axes=shared_axes, name="act")(x)
+    outputs = L.Dense(2, name="head")(x)
+    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "conv")
+    assert group.prunable
+    assert group.members == ()
+    assert slim.get_layer("act").alpha.shape[-1] == 1
+
+
+def _per_channel_scale_class(weight_shape):
+    """A custom layer multiplying by a weight of `weight_shape(channels)`."""
+    class Scale(L.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(name="scale", shape=weight_shape(input_shape[-1]),
+                                         initializer="ones")
+
+        def call(self, x):
+            return x * tf.reduce_mean(self.scale)
+    vot.register_layer(Scale, vot.LayerSpec.passthrough(per_channel_weights={"scale": -1},
+                                                        flops=lambda *_: 0))
+    return Scale
+
+
+def test_weight_declared_per_channel_but_shared_is_not_sliced():
+    scale = _per_channel_scale_class(lambda channels: (1,))
+    runner, _, slim = prune_and_compare(_model_around(scale(name="scale")))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").members == ()
+    assert slim.get_layer("scale").scale.shape == (1,)
+
+
+def test_weight_declared_per_channel_with_another_width_blocks_its_group():
+    scale = _per_channel_scale_class(lambda channels: (channels + 1,))
+    runner, _, _ = prune_and_compare(_model_around(scale(name="scale")))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "'scale'", "9 entries", "8")
+
+
 # Shape-keeping layers --------------------------------------------------------------
 
 @pytest.mark.parametrize("make_layer", [
@@ -464,102 +478,70 @@ def test_concatenate_on_another_axis_merges_its_inputs():
     assert group.prunable
     assert sorted(group.producers) == ["bottom", "top"]
 
+# Wrappers and tf_keras.applications layers ------------------------------------------
 
-# TFOpLambda -------------------------------------------------------------------
+def test_time_distributed_layers_keep_the_wrapped_layers_channel_rules():
+    inputs = keras.Input((3, 6, 6, 3))
+    x = L.TimeDistributed(L.Conv2D(8, 3, padding="same"), name="conv")(inputs)
+    x = L.TimeDistributed(L.BatchNormalization(), name="bn")(x)
+    x = L.TimeDistributed(L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+                          name="dw")(x)
+    x = L.TimeDistributed(L.Conv2D(6, 3, activation="relu"), name="conv_b")(x)
+    x = L.TimeDistributed(L.GlobalAveragePooling2D(), name="pool")(x)
+    outputs = L.Dense(2, name="head")(x)
+    runner, _, sparse, slim = prune_and_compare(keras.Model(inputs, outputs),
+                                                return_sparse=True)
 
-def _op_model(op):
+    group = group_of(runner, "conv")
+    assert group.prunable and group.members == ("bn", "dw") and group.consumers == ("conv_b",)
+    assert group_of(runner, "conv_b").prunable
+    assert slim.get_layer("conv").layer.filters == 4
+    assert slim.get_layer("dw").output_shape[-1] == 8
+    assert runner.spec_from_model(sparse).groups.keys() == {"conv", "conv_b"}
+
+
+def test_time_distributed_flatten_is_a_barrier():
+    inputs = keras.Input((3, 4, 4, 3))
+    x = L.TimeDistributed(L.Conv2D(8, 1), name="stem")(inputs)
+    x = L.TimeDistributed(L.Conv2D(8, 1), name="conv")(x)
+    x = L.TimeDistributed(L.Flatten(), name="flat")(x)
+    outputs = L.Dense(2, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "TimeDistributed", "'flat'", "Flatten")
+
+
+def test_convnext_layer_scale_is_sliced_with_its_channels():
+    from tf_keras.src.applications.convnext import LayerScale
+
     inputs = keras.Input((4, 4, 3))
-    a = L.Conv2D(8, 1, name="conv_a")(inputs)
-    b = L.Conv2D(8, 1, name="conv_b")(inputs)
-    x = op(a, b)
+    x = L.Conv2D(8, 1, name="conv")(inputs)
+    x = LayerScale(0.5, 8, name="scale")(x)
     outputs = L.Conv2D(2, 1, name="head")(x)
-    return keras.Model(inputs, outputs)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("scale").gamma.assign(np.linspace(0.5, 1.5, 8, dtype="float32"))
+    runner, _, slim = prune_and_compare(model)
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").members == ("scale",)
+    assert slim.get_layer("scale").projection_dim == 4
 
 
-@pytest.mark.parametrize("op", [
-    lambda a, b: a + b,
-    lambda a, b: a * b,
-    lambda a, b: tf.math.maximum(a, b),
-], ids=["add", "multiply", "maximum"])
-def test_tf_binary_ops_merge_their_operands(op):
-    runner, _, _ = prune_and_compare(_op_model(op))
+def test_inception_resnet_scaled_add_merges_its_inputs():
+    from tf_keras.src.applications.inception_resnet_v2 import CustomScaleLayer
 
-    group = group_of(runner, "conv_a")
+    inputs = keras.Input((4, 4, 3))
+    a = L.Conv2D(8, 1, name="trunk")(inputs)
+    b = L.Conv2D(8, 1, name="branch")(L.ReLU()(a))
+    x = CustomScaleLayer(0.17, name="scaled_add")([a, b])
+    outputs = L.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
+
+    group = group_of(runner, "trunk")
     assert group.prunable
-    assert sorted(group.producers) == ["conv_a", "conv_b"]
-
-
-@pytest.mark.parametrize("op", [
-    lambda a, b: tf.nn.relu(a) + b,
-    lambda a, b: tf.math.sigmoid(a) * b,
-], ids=["relu", "sigmoid"])
-def test_tf_unary_ops_pass_channels_through(op):
-    runner, _, _ = prune_and_compare(_op_model(op))
-
-    assert group_of(runner, "conv_a").prunable
-    assert sorted(group_of(runner, "conv_a").producers) == ["conv_a", "conv_b"]
-
-
-def test_tf_concat_on_channels_concatenates_groups():
-    runner, _, slim = prune_and_compare(_op_model(lambda a, b: tf.concat([a, b], axis=-1)))
-
-    assert group_of(runner, "conv_a") is not group_of(runner, "conv_b")
-    assert group_of(runner, "conv_a").prunable and group_of(runner, "conv_b").prunable
-    assert slim.get_layer("head").kernel.shape[-2] == 8
-
-
-def test_tf_reduce_mean_over_space_keeps_channels():
-    inputs = keras.Input((4, 4, 3))
-    x = L.Conv2D(8, 1, name="conv")(inputs)
-    x = tf.math.reduce_mean(x, axis=[1, 2], keepdims=True)
-    outputs = L.Conv2D(2, 1, name="head")(x)
-    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
-
-    assert group_of(runner, "conv").prunable
-    assert group_of(runner, "conv").consumers == ("head",)
-
-
-def test_tf_reshape_to_batch_by_features_flattens():
-    inputs = keras.Input((4, 4, 3))
-    x = L.Conv2D(8, 1, name="conv")(inputs)
-    x = tf.reshape(x, (-1, 4 * 4 * 8))
-    outputs = L.Dense(3, name="logits")(x)
-    runner, _, slim = prune_and_compare(keras.Model(inputs, outputs))
-
-    assert group_of(runner, "conv").prunable
-    assert group_of(runner, "conv").consumers == ("logits",)
-    assert slim.get_layer("logits").kernel.shape == (4 * 4 * 4, 3)
-
-
-def test_tf_op_with_a_per_channel_constant_is_a_barrier():
-    inputs = keras.Input((4, 4, 3))
-    x = L.Conv2D(8, 1, name="stem")(inputs)
-    x = L.Conv2D(8, 1, name="conv")(x)
-    x = x + tf.constant(np.linspace(-1, 1, 8, dtype="float32"))
-    outputs = L.Conv2D(2, 1, name="head")(x)
-    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
-
-    assert group_of(runner, "stem").prunable
-    assert_blocked_by(group_of(runner, "conv"), "per-channel constant")
-
-
-def test_tf_op_with_a_scalar_constant_passes_channels_through():
-    runner, _, _ = prune_and_compare(_op_model(lambda a, b: 2.0 * a + 1.0))
-
-    assert group_of(runner, "conv_a").prunable
-    assert group_of(runner, "conv_a").consumers == ("head",)
-
-
-def test_tf_slicing_is_a_barrier():
-    inputs = keras.Input((4, 4, 3))
-    x = L.Conv2D(8, 1, name="stem")(inputs)
-    x = L.Conv2D(8, 1, name="conv")(x)
-    x = x[..., :2]
-    outputs = L.Conv2D(2, 1, name="head")(x)
-    runner, _, _ = prune_and_compare(keras.Model(inputs, outputs))
-
-    assert group_of(runner, "stem").prunable
-    assert_blocked_by(group_of(runner, "conv"), "slicing")
+    assert sorted(group.producers) == ["branch", "trunk"]
+    assert group.consumers == ("branch", "head")
 
 
 # Unknown and registered layers -----------------------------------------------------

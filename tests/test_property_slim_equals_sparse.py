@@ -117,7 +117,9 @@ def _randomize(model, seed):
             layer.bias.assign(rs.uniform(-0.5, 0.5, layer.bias.shape).astype("float32"))
 
 
-@settings(max_examples=15, deadline=None, database=None,
+# Derandomized: the same 15 examples on every run and machine, so a failure
+# reproduces; on failure hypothesis also prints the `@reproduce_failure` blob.
+@settings(max_examples=15, deadline=None, database=None, derandomize=True, print_blob=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(architecture=ARCHITECTURES, sparsity=st.sampled_from([0.25, 0.5, 0.75]),
        seed=st.integers(0, 2**16))
@@ -125,7 +127,7 @@ def test_slim_equals_sparse_and_stat_predicts_params(architecture, sparsity, see
     model = build_model(architecture)
     _randomize(model, seed)
     runner = vot.IterativePruningRunner(model)
-    spec = runner.uniform_spec(sparsity)
+    spec = runner.uniform_spec(sparsity, channel_divisible=1)
 
     sparse = runner.get_sparse_model(spec)
     slim = runner.get_slim_model(spec)

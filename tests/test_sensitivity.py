@@ -160,7 +160,7 @@ class TestAnalysis:
         runner.ana(output_energy, ratios=RATIOS, verbose=0)
         trained.set_weights([w * 1.5 for w in trained.get_weights()])
         with pytest.raises(vot.AnalysisCacheError, match="other weights"):
-            runner.prune(ratio=0.3)
+            runner.prune(ratio=0.3, channel_divisible=1)
         with pytest.raises(vot.AnalysisCacheError, match="other weights"):
             runner.sensitivity()
 
@@ -187,13 +187,13 @@ class TestAnalysis:
             runner.ana(output_energy, ratios=RATIOS, verbose=0)
         assert repr(path) in str(info.value)
         with pytest.raises(vot.AnalysisCacheError, match="corrupted") as info:
-            runner.prune(ratio=0.3)
+            runner.prune(ratio=0.3, channel_divisible=1)
         assert repr(path) in str(info.value)
         evaluate = CountingEval()
         runner.ana(evaluate, ratios=RATIOS, forced=True, verbose=0)
         assert evaluate.calls == N_STEPS
         assert os.path.exists(path + ".corrupted") and os.path.exists(first)
-        assert isinstance(runner.prune(ratio=0.3), keras.Model)
+        assert isinstance(runner.prune(ratio=0.3, channel_divisible=1), keras.Model)
 
     @pytest.mark.parametrize("edit, problem", [
         (lambda d: d["results"].update(expand="oops"), "results\\['expand'\\] must be an object"),
@@ -216,7 +216,7 @@ class TestAnalysis:
         with open(path, "w") as f:
             json.dump(data, f)
         for call in (lambda: runner.ana(output_energy, ratios=RATIOS, verbose=0),
-                     runner.sensitivity, lambda: runner.prune(ratio=0.3)):
+                     runner.sensitivity, lambda: runner.prune(ratio=0.3, channel_divisible=1)):
             with pytest.raises(vot.AnalysisCacheError, match=problem) as info:
                 call()
             assert repr(path) in str(info.value) and "Delete" in str(info.value)
@@ -363,7 +363,7 @@ class TestPrune:
 
     def test_prune_returns_sparse_model_equal_to_its_slim_model(self, model, analysed):
         runner = vot.IterativePruningRunner(model, workspace=analysed)
-        sparse = runner.prune(ratio=0.4)
+        sparse = runner.prune(ratio=0.4, channel_divisible=1)
         slim = runner.get_slim_model()
         assert model_utils.max_relative_difference(sparse, slim, X) < 1e-5
         assert slim.count_params() < model.count_params()
@@ -385,7 +385,7 @@ class TestPrune:
                                                                   threshold):
         runner = vot.IterativePruningRunner(model, workspace=analysed)
         cache = runner.sensitivity()
-        runner.prune(threshold=threshold)
+        runner.prune(threshold=threshold, channel_divisible=1)
         spec = vot.PruningSpec.load(runner.latest_spec_path())
         assert spec.groups  # something was pruned
         for name, group in spec.groups.items():
@@ -402,17 +402,17 @@ class TestPrune:
     def test_without_analysis_prune_says_what_to_do(self, model, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
         with pytest.raises(vot.AnalysisCacheError, match=r"Run runner.ana\(eval_fn\) first"):
-            runner.prune(ratio=0.3)
+            runner.prune(ratio=0.3, channel_divisible=1)
 
     def test_analysis_of_other_weights_is_refused(self, analysed):
         runner = vot.IterativePruningRunner(small_resnet(seed=3), workspace=analysed)
         with pytest.raises(vot.AnalysisCacheError, match="other weights"):
-            runner.prune(ratio=0.3)
+            runner.prune(ratio=0.3, channel_divisible=1)
 
     def test_unreachable_target_says_how_far_it_can_go(self, model, analysed):
         runner = vot.IterativePruningRunner(model, workspace=analysed)
         with pytest.raises(ValueError, match="cannot be reached"):
-            runner.prune(ratio=0.99)
+            runner.prune(ratio=0.99, channel_divisible=1)
 
     @pytest.mark.parametrize("kwargs, message", [
         ({}, "Pass either `ratio`"),
@@ -428,7 +428,7 @@ class TestPrune:
 
     def test_summary_shows_flops_params_and_widths(self, model, analysed):
         runner = vot.IterativePruningRunner(model, workspace=analysed)
-        runner.prune(ratio=0.4)
+        runner.prune(ratio=0.4, channel_divisible=1)
         lines = []
         runner.summary(print_fn=lines.append)
         text = "\n".join(lines)
@@ -441,8 +441,8 @@ class TestPrune:
     def test_existing_spec_path_is_applied(self, model, analysed, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=analysed)
         path = str(tmp_path / "mine.json")
-        first = runner.prune(ratio=0.4, spec_path=path)
-        again = runner.prune(spec_path=path)
+        first = runner.prune(ratio=0.4, spec_path=path, channel_divisible=1)
+        again = runner.prune(spec_path=path, channel_divisible=1)
         assert model_utils.max_relative_difference(first, again, X) == 0.0
 
 
@@ -463,7 +463,7 @@ class TestIterativePruning:
             return m
 
         step1 = fine_tune(vot.IterativePruningRunner(baseline, workspace=workspace)
-                          .prune(ratio=0.3))
+                          .prune(ratio=0.3, channel_divisible=1))
         spec1 = vot.PruningSpec.load(
             vot.IterativePruningRunner(baseline, workspace=workspace).latest_spec_path())
 
@@ -471,7 +471,7 @@ class TestIterativePruning:
         model2.set_weights(step1.get_weights())
         runner2 = vot.IterativePruningRunner(model2, workspace=workspace)
         never = CountingEval()
-        step2 = fine_tune(runner2.prune(ratio=0.5))
+        step2 = fine_tune(runner2.prune(ratio=0.5, channel_divisible=1))
         spec2 = vot.PruningSpec.load(runner2.latest_spec_path())
         assert never.calls == 0  # the baseline analysis was reused, not redone
         assert abs(spec2.metadata["flops_reduction"] - 0.5) <= 0.01
@@ -495,17 +495,18 @@ class TestIterativePruning:
             return m
 
         first = vot.IterativePruningRunner(small_resnet(), workspace=workspace)
-        weights1 = fine_tune(first.prune(ratio=0.3)).get_weights()
+        weights1 = fine_tune(first.prune(ratio=0.3, channel_divisible=1)).get_weights()
         spec1 = vot.PruningSpec.load(first.latest_spec_path())
         model = small_resnet()
         model.set_weights(weights1)
         runner = vot.IterativePruningRunner(model, workspace=workspace)
-        fine_tune(runner.prune(ratio=0.7))      # a step too far: say accuracy collapsed
+        fine_tune(runner.prune(ratio=0.7,
+                               channel_divisible=1))      # a step too far: say accuracy collapsed
 
         model.set_weights(weights1)             # back to the first iteration's weights
         if not same_runner:
             runner = vot.IterativePruningRunner(model, workspace=workspace)
-        sparse = runner.prune(ratio=0.5)        # and a smaller step from there
+        sparse = runner.prune(ratio=0.5, channel_divisible=1)        # and a smaller step from there
         spec3 = vot.PruningSpec.load(runner.latest_spec_path())
         assert abs(spec3.metadata["flops_reduction"] - 0.5) <= 0.01
         assert spec3.metadata["analysis_key"] == spec1.metadata["analysis_key"]

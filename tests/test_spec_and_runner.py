@@ -47,7 +47,7 @@ class TestSpecFile:
         assert loaded.model_digest == runner.model_digest
 
     def test_file_is_readable_json_with_kept_indices(self, runner, tmp_path):
-        path = runner.uniform_spec(0.5).save(tmp_path / "spec.json")
+        path = runner.uniform_spec(0.5, channel_divisible=1).save(tmp_path / "spec.json")
         with open(path) as f:
             data = json.load(f)
         group = data["groups"]["conv_a"]
@@ -57,11 +57,11 @@ class TestSpecFile:
         assert data["metadata"]["pruned_flops"] < data["metadata"]["baseline_flops"]
 
     def test_save_leaves_no_temporary_files(self, runner, tmp_path):
-        runner.uniform_spec(0.5).save(tmp_path / "spec.json")
+        runner.uniform_spec(0.5, channel_divisible=1).save(tmp_path / "spec.json")
         assert os.listdir(tmp_path) == ["spec.json"]
 
     def test_models_accept_spec_path(self, runner, tmp_path):
-        spec = runner.uniform_spec(0.5)
+        spec = runner.uniform_spec(0.5, channel_divisible=1)
         path = spec.save(tmp_path / "spec.json")
         x = model_utils.random_inputs(runner.model)
         from_object = runner.get_slim_model(spec)
@@ -72,7 +72,7 @@ class TestSpecFile:
         other = vot.IterativePruningRunner(
             keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
                               keras.layers.Conv2D(2, 3)], name="other"))
-        spec = other.uniform_spec(0.5)
+        spec = other.uniform_spec(0.5, channel_divisible=1)
         with pytest.raises(vot.SpecMismatchError, match="made for model 'other'"):
             runner.get_slim_model(spec)
 
@@ -93,7 +93,7 @@ class TestSpecFile:
             vot.PruningSpec.load(path)
 
     def test_out_of_range_kept_index_is_reported(self, runner, tmp_path):
-        data = runner.uniform_spec(0.5).to_json()
+        data = runner.uniform_spec(0.5, channel_divisible=1).to_json()
         data["groups"]["conv_a"]["kept"] = [0, 1, 99]
         with pytest.raises(vot.SpecFormatError, match="conv_a"):
             vot.PruningSpec.from_json(data)
@@ -111,7 +111,7 @@ class TestSpecFile:
         ("metadata", [], "field `metadata` must be an object"),
     ])
     def test_malformed_top_level_field_is_named(self, runner, tmp_path, field, value, message):
-        data = runner.uniform_spec(0.5).to_json()
+        data = runner.uniform_spec(0.5, channel_divisible=1).to_json()
         data[field] = value
         path = tmp_path / "spec.json"
         path.write_text(json.dumps(data))
@@ -130,7 +130,7 @@ class TestSpecFile:
         ("index", 0.0, "groups.conv_a.index` must be an integer >= 0"),
     ])
     def test_malformed_group_field_is_named(self, runner, tmp_path, field, value, message):
-        data = runner.uniform_spec(0.5).to_json()
+        data = runner.uniform_spec(0.5, channel_divisible=1).to_json()
         data["groups"]["conv_a"][field] = value
         path = tmp_path / "spec.json"
         path.write_text(json.dumps(data))
@@ -138,13 +138,13 @@ class TestSpecFile:
             vot.PruningSpec.load(path)
 
     def test_group_that_is_not_an_object_is_named(self, runner):
-        data = runner.uniform_spec(0.5).to_json()
+        data = runner.uniform_spec(0.5, channel_divisible=1).to_json()
         data["groups"]["conv_a"] = [0, 1]
         with pytest.raises(vot.SpecFormatError, match="field `groups.conv_a` must be an object"):
             vot.PruningSpec.from_json(data)
 
     def test_swapped_group_indices_are_refused(self, runner, tmp_path):
-        data = runner.uniform_spec(0.5).to_json()
+        data = runner.uniform_spec(0.5, channel_divisible=1).to_json()
         a, c = data["groups"]["conv_a"], data["groups"]["conv_c"]
         assert a["width"] != c["width"]  # caught as swapped, before any width check
         a["index"], c["index"] = c["index"], a["index"]
@@ -159,7 +159,7 @@ class TestSpecFile:
         y = keras.layers.Conv2D(4, 3, padding="same", name="second")(y)
         y = keras.layers.GlobalAveragePooling2D()(y)
         runner = vot.IterativePruningRunner(keras.Model(x, keras.layers.Dense(2)(y)))
-        data = runner.uniform_spec(0.5).to_json()
+        data = runner.uniform_spec(0.5, channel_divisible=1).to_json()
         data["groups"]["first"]["kept"] = [0, 1]
         data["groups"]["second"]["kept"] = [2, 3]
         first, second = data["groups"]["first"], data["groups"]["second"]
@@ -170,27 +170,27 @@ class TestSpecFile:
             runner.get_slim_model(str(path))
 
     def test_duplicate_group_index_is_refused(self, runner):
-        data = runner.uniform_spec(0.5).to_json()
+        data = runner.uniform_spec(0.5, channel_divisible=1).to_json()
         data["groups"]["conv_c"]["index"] = data["groups"]["conv_a"]["index"]
         with pytest.raises(vot.SpecFormatError, match="groups.conv_c.index"):
             vot.PruningSpec.from_json(data)
 
     def test_out_of_range_group_index_is_refused(self, runner):
-        data = runner.uniform_spec(0.5).to_json()
+        data = runner.uniform_spec(0.5, channel_divisible=1).to_json()
         data["groups"]["conv_a"]["index"] = 99
         with pytest.raises(vot.SpecFormatError, match="groups.conv_a.index` is 99"):
             runner.get_slim_model(vot.PruningSpec.from_json(data))
 
     def test_another_models_spec_leaves_the_latest_pointer_alone(self, model, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=tmp_path / "ws")
-        ours = runner.uniform_spec(0.5).save(tmp_path / "ours.json")
-        runner.prune(spec_path=ours)
+        ours = runner.uniform_spec(0.5, channel_divisible=1).save(tmp_path / "ours.json")
+        runner.prune(spec_path=ours, channel_divisible=1)
         other = vot.IterativePruningRunner(
             keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
                               keras.layers.Conv2D(2, 3)], name="other"))
-        theirs = other.uniform_spec(0.5).save(tmp_path / "theirs.json")
+        theirs = other.uniform_spec(0.5, channel_divisible=1).save(tmp_path / "theirs.json")
         with pytest.raises(vot.SpecMismatchError):
-            runner.prune(spec_path=theirs)
+            runner.prune(spec_path=theirs, channel_divisible=1)
         assert os.path.samefile(runner.latest_spec_path(), ours)
         runner.get_slim_model()  # still works from the pointer
 
@@ -210,7 +210,7 @@ class TestImportance:
         a, b = self._kernels(model)
         expected = np.abs(a).sum(0) + np.abs(b).sum(0)
         keep = np.sort(np.argsort(-expected, kind="stable")[:4])
-        spec = runner.uniform_spec(0.5, criterion="l1")
+        spec = runner.uniform_spec(0.5, criterion="l1", channel_divisible=1)
         np.testing.assert_array_equal(spec.groups["conv_a"].kept, keep)
 
     def test_l2_sums_over_every_producer_of_the_group(self, model, runner):
@@ -218,13 +218,15 @@ class TestImportance:
         expected = np.sqrt((a ** 2).sum(0)) + np.sqrt((b ** 2).sum(0))
         keep = np.sort(np.argsort(-expected, kind="stable")[:4])
         np.testing.assert_array_equal(
-            runner.uniform_spec(0.5, criterion="l2").groups["conv_a"].kept, keep)
+            runner.uniform_spec(0.5, criterion="l2",
+                                channel_divisible=1).groups["conv_a"].kept, keep)
 
     def test_bn_gamma_keeps_largest_scales(self, model, runner):
         gamma = np.abs(model.get_layer("bn").get_weights()[0])
         keep = np.sort(np.argsort(-gamma, kind="stable")[:4])
         np.testing.assert_array_equal(
-            runner.uniform_spec(0.5, criterion="bn_gamma").groups["conv_a"].kept, keep)
+            runner.uniform_spec(0.5, criterion="bn_gamma",
+                                channel_divisible=1).groups["conv_a"].kept, keep)
 
     def test_user_callable_sees_all_producers(self, runner):
         seen = {}
@@ -233,18 +235,18 @@ class TestImportance:
             seen[weights.group.name] = [name for name, _ in weights.kernels]
             return np.arange(weights.group.width, dtype=float)
 
-        spec = runner.uniform_spec(0.5, criterion=prefer_last_channels)
+        spec = runner.uniform_spec(0.5, criterion=prefer_last_channels, channel_divisible=1)
         assert sorted(seen["conv_a"]) == ["conv_a", "conv_b"]
         np.testing.assert_array_equal(spec.groups["conv_a"].kept, [4, 5, 6, 7])
         assert spec.criterion == "prefer_last_channels"
 
     def test_callable_with_wrong_shape_is_reported(self, runner):
         with pytest.raises(ValueError, match=r"expected \(8,\), one per channel"):
-            runner.uniform_spec(0.5, criterion=lambda w: np.ones(3))
+            runner.uniform_spec(0.5, criterion=lambda w: np.ones(3), channel_divisible=1)
 
     def test_unknown_criterion_is_reported(self, runner):
         with pytest.raises(ValueError, match="Invalid `criterion`"):
-            runner.uniform_spec(0.5, criterion="entropy")
+            runner.uniform_spec(0.5, criterion="entropy", channel_divisible=1)
 
 
 class TestRunnerArguments:
@@ -252,7 +254,7 @@ class TestRunnerArguments:
     @pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5, "half", None])
     def test_sparsity_out_of_range(self, runner, sparsity):
         with pytest.raises(ValueError, match="Invalid `sparsity`"):
-            runner.uniform_spec(sparsity)
+            runner.uniform_spec(sparsity, channel_divisible=1)
 
     @pytest.mark.parametrize("divisible", [0, -8, 2.5])
     def test_channel_divisible_must_be_positive_int(self, runner, divisible):
@@ -260,15 +262,15 @@ class TestRunnerArguments:
             runner.uniform_spec(0.5, channel_divisible=divisible)
 
     def test_zero_sparsity_prunes_nothing(self, runner):
-        assert runner.uniform_spec(0.0).groups == {}
+        assert runner.uniform_spec(0.0, channel_divisible=1).groups == {}
 
     def test_flops_metadata_matches_runner_stat(self, runner):
-        spec = runner.uniform_spec(0.5)
+        spec = runner.uniform_spec(0.5, channel_divisible=1)
         assert spec.metadata["pruned_flops"] == runner.stat(spec).flops
         assert spec.metadata["baseline_flops"] == vot.stat(runner.model).flops
 
     def test_weights_from_a_different_architecture_is_refused(self, runner):
-        spec = runner.uniform_spec(0.5)
+        spec = runner.uniform_spec(0.5, channel_divisible=1)
         other = _residual_model("other")
         other_runner_model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1)])
         with pytest.raises(ValueError, match="Invalid `weights_from`"):

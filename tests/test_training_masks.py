@@ -143,7 +143,7 @@ def runner(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spec(runner):
-    spec = runner.uniform_spec(SPARSITY)
+    spec = runner.uniform_spec(SPARSITY, channel_divisible=1)
     assert set(spec.groups) == {"conv1", "se_reduce", "conv2"}
     return spec
 
@@ -217,7 +217,7 @@ class TestMasksHoldWithoutCallbacks:
         keras.mixed_precision.set_global_policy("mixed_float16")
         try:
             mixed_runner = vot.IterativePruningRunner(gated_net(), workspace=str(tmp_path))
-            mixed_spec = mixed_runner.uniform_spec(SPARSITY)
+            mixed_spec = mixed_runner.uniform_spec(SPARSITY, channel_divisible=1)
             sparse = fit_sparse(mixed_runner, mixed_spec, data, keras.optimizers.Adam(0.01))
         finally:
             keras.mixed_precision.set_global_policy("float32")
@@ -396,7 +396,7 @@ class TestSaveAndReload:
             self, runner, spec, data, trained, tmp_path):
         path = str(tmp_path / "sparse.weights.h5")
         trained.save_weights(path)
-        unpruned = runner.get_sparse_model(runner.uniform_spec(0.0))
+        unpruned = runner.get_sparse_model(runner.uniform_spec(0.0, channel_divisible=1))
         unpruned.load_weights(path)
         assert runner.spec_from_model(unpruned).groups == {}  # masks are not in weight files
 

@@ -1,6 +1,6 @@
 """Uniform pruning of tf_keras.applications models, end to end.
 
-For each zoo model (see zoo_models.py), ``uniform_spec(0.5)`` must give a
+For each zoo model (see zoo_models.py), ``uniform_spec(0.5, channel_divisible=1)`` must give a
 slim model that computes what the sparse model computes, is really smaller
 by TensorFlow's profiler (independent of our FLOP formulas), has the
 parameter count ``runner.stat(spec)`` predicts, and keeps the original's

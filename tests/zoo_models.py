@@ -68,7 +68,7 @@ def zoo_profile(name):
 
 @dataclasses.dataclass(frozen=True)
 class PrunedZoo:
-    """A zoo model pruned by ``uniform_spec(SPARSITY)``.
+    """A zoo model pruned by ``uniform_spec(SPARSITY, channel_divisible=1)``.
 
     Attributes:
         model: The original model.
@@ -101,9 +101,3 @@ def zoo_slim_profile(name):
     slim = zoo_pruned(name).slim
     return profiler_flops(slim, input_shapes(slim))
 
-
-def relative_error(value, truth):
-    """``(value - truth) / truth``; 0 when both are 0, inf when only truth is."""
-    if truth == 0:
-        return 0.0 if value == 0 else float("inf")
-    return (value - truth) / truth

@@ -29,6 +29,7 @@ from vai_optimizer_tf.errors import (AnalysisCacheError, AnalysisError, SpecForm
 from vai_optimizer_tf.graph.registry import Axis, LayerSpec, Role, register_layer
 from vai_optimizer_tf.groups.channel_group import ChannelGroup
 from vai_optimizer_tf.runners.iterative_runner import IterativePruningRunner
+from vai_optimizer_tf.runners.one_step_runner import OneStepPruningRunner
 from vai_optimizer_tf.masks.channel_mask import ChannelMask
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
@@ -40,8 +41,10 @@ from vai_optimizer_tf.stats.model_stats import LayerStats, ModelStats, stat
 __version__ = "0.1.0"
 
 __all__ = [
-    "adaptive_bn", "callbacks", "ChannelMask", "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
-    "LayerStats", "ModelStats", "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError",
-    "UnsupportedModelError", "VaiOptimizerError", "register_layer",
-    "sparsity", "SparsePruner", "SparsityReport", "sparsity_report", "stat",
+    "adaptive_bn", "callbacks", "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup",
+    "ChannelMask", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
+    "LayerStats", "ModelStats", "OneStepPruningRunner", "PruningSpec", "Role",
+    "SpecFormatError", "SpecMismatchError", "SparsePruner", "SparsityReport",
+    "UnsupportedModelError", "VaiOptimizerError", "register_layer", "sparsity",
+    "sparsity_report", "stat",
 ]

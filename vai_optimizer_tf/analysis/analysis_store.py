@@ -16,13 +16,11 @@ import glob
 import hashlib
 import json
 import os
-import re
-import secrets
-import socket
 
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.analysis.sensitivity_cache import SensitivityCache, normalize_key
 from vai_optimizer_tf.utils import atomic
+from vai_optimizer_tf.utils.step_claims import file_safe as _safe, new_writer_id
 
 _PREFIX = "sensitivity-"
 
@@ -32,16 +30,6 @@ def key_id(key):
     key = normalize_key(key)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return f"{_safe(key['weights_digest'])}-{digest}"
-
-
-def new_writer_id():
-    """A name no other process uses: host, pid and a random suffix."""
-    host = _safe(socket.gethostname())[:40] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def _safe(text):
-    return re.sub(r"[^A-Za-z0-9_-]", "_", str(text))
 
 
 def _key_id_of(path):

@@ -24,6 +24,7 @@ from vai_optimizer_tf.analysis.sensitivity_cache import BASELINE, SensitivityCac
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.planning import importance
 from vai_optimizer_tf.utils.claimed_work import run_claimed
+from vai_optimizer_tf.utils.validation import check_shard  # noqa: F401  (re-exported)
 from vai_optimizer_tf.utils.metrics import call_eval_fn
 from vai_optimizer_tf.utils.step_claims import StepClaims
 
@@ -140,18 +141,6 @@ def analysis_steps(group_names, ratios, shard=None):
         return steps
     i, n = shard
     return steps[i::n]
-
-
-def check_shard(shard):
-    """Validates `shard`: None, or a pair `(i, n)` of ints with 0 <= i < n."""
-    if shard is None:
-        return None
-    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shard)
-            or not 0 <= shard[0] < shard[1]):
-        raise ValueError(f"Invalid `shard`: expected a pair (i, n) of ints with 0 <= i < n. "
-                         f"Received: shard={shard!r}")
-    return (int(shard[0]), int(shard[1]))
 
 
 def check_ratios(ratios):

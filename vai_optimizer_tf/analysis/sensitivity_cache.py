@@ -17,6 +17,7 @@ import math
 import numbers
 
 from vai_optimizer_tf import errors
+from vai_optimizer_tf.utils import atomic
 
 FORMAT = "vai_optimizer_tf.sensitivity"
 VERSION = 2

@@ -6,6 +6,7 @@ import numbers
 import tf_keras
 
 from vai_optimizer_tf.callbacks.schedule import RatioSchedule
+from vai_optimizer_tf.planning.divisibility import resolve_channel_divisible
 from vai_optimizer_tf.utils import validation
 
 logger = logging.getLogger("vai_optimizer_tf")
@@ -40,7 +41,9 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
       update_freq: `"step"` to follow the schedule within epochs, `"epoch"`
         to prune only at epoch ends. Defaults to `"step"`.
       criterion: Importance criterion. Defaults to `"l1"`.
-      channel_divisible: Kept widths are multiples of this. Defaults to `1`.
+      channel_divisible: Kept widths are multiples of this. `"auto"` is the
+        multiple this CPU runs fastest (16 with AVX-512, else 8); 1 allows
+        any width. Defaults to `"auto"`.
       excludes: Layers whose output channels must not shrink.
       use_analysis: `None` uses the workspace's sensitivity analysis when
         there is one, `True` requires it, `False` prunes groups alike.
@@ -76,7 +79,7 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
     """
 
     def __init__(self, runner, schedule, frequency=100, update_freq="step", criterion="l1",
-                 channel_divisible=1, excludes=None, use_analysis=None):
+                 channel_divisible="auto", excludes=None, use_analysis=None):
         super().__init__()
         if not hasattr(runner, "plan_widths"):
             raise ValueError("Invalid `runner`: expected a vai_optimizer_tf.IterativePruningRunner. "
@@ -89,8 +92,7 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
                                                                               frequency))
         self.update_freq = update_freq
         self.criterion = criterion
-        self.channel_divisible = validation.check_positive_int("channel_divisible",
-                                                               channel_divisible)
+        self.channel_divisible = resolve_channel_divisible(channel_divisible)
         self.excludes = excludes
         self.use_analysis = use_analysis
         self._state = None

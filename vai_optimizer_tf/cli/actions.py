@@ -1,4 +1,4 @@
-"""The six actions of `vai_p_tf2`, each a function of the parsed flags."""
+"""The actions of `vai_p_tf2`, each a function of the parsed flags."""
 
 import os
 
@@ -111,21 +111,71 @@ def ana(flags, log):
 
 
 def prune(flags, log):
+    if flags.mode == "one_step":
+        return search(flags, log)
+    from vai_optimizer_tf.cli.flags import parse_channel_divisible  # pylint: disable=import-outside-toplevel
     model = load_model(flags.model)
-    if flags.ratio is None and flags.threshold is None and not flags.spec:
-        raise CliError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --threshold "
-                       "(largest metric drop, e.g. 0.01) or --spec (an existing spec).")
-    if flags.ratio is None and flags.threshold is None and not os.path.isfile(flags.spec):
-        raise CliError(f"--spec: no such file: {flags.spec!r} (without --ratio or --threshold, "
-                       "prune applies an existing spec).")
+    no_target = flags.ratio is None and flags.threshold is None and flags.latency is None
+    if no_target and not flags.spec:
+        raise CliError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --latency "
+                       "(fraction of the baseline's latency, e.g. 0.5), --threshold (largest "
+                       "metric drop, e.g. 0.01) or --spec (an existing spec).")
+    if no_target and not os.path.isfile(flags.spec):
+        raise CliError(f"--spec: no such file: {flags.spec!r} (without --ratio, --latency or "
+                       "--threshold, prune applies an existing spec).")
     runner = _runner(model, flags)
     sparse = runner.prune(ratio=flags.ratio, threshold=flags.threshold, spec_path=flags.spec,
                           excludes=flags.excludes or None, criterion=flags.criterion,
-                          channel_divisible=flags.channel_divisible)
+                          channel_divisible=parse_channel_divisible(flags.channel_divisible),
+                          latency=flags.latency, device=flags.device,
+                          batch_size=flags.latency_batch_size)
     spec_path = runner.latest_spec_path()
     runner.summary(spec_path, print_fn=log)
     path = _save(sparse, flags, "sparse.keras", sparse=True)
     log(f"sparse model saved to {path}; spec {spec_path}")
+
+
+def _calibration(flags, model):
+    """--calibration_fn, or training images of --dataset, for adaptive BN."""
+    if flags.calibration_fn:
+        return load_callable(flags.calibration_fn, "calibration_fn")
+    (x_train, _), _ = load_dataset(flags.dataset)
+    return fit_to_model(x_train[:flags.calibration_steps * 64], model)
+
+
+def search(flags, log):
+    """One-step pruning: scores --num_subnets candidates, then prunes to the best."""
+    import vai_optimizer_tf as vot  # pylint: disable=import-outside-toplevel
+    from vai_optimizer_tf.cli.flags import (  # pylint: disable=import-outside-toplevel
+        parse_channel_divisible, parse_shard)
+    user_fn = _user_eval_fn(flags)
+    calibration_fn = (load_callable(flags.calibration_fn, "calibration_fn")
+                      if flags.calibration_fn else None)
+    model = load_model(flags.model)
+    eval_fn, _ = _eval_fn(flags, model, True, user_fn)
+    calibration = calibration_fn or _calibration(flags, model)
+    runner = vot.OneStepPruningRunner(model, input_signature(flags.input_shape, model),
+                                      workspace=flags.workspace)
+    shard = parse_shard(flags.shard)
+    subnets = runner.search(flags.ratio, eval_fn, calibration,
+                            calibration_steps=flags.calibration_steps,
+                            num_subnets=flags.num_subnets, excludes=flags.excludes or None,
+                            channel_divisible=parse_channel_divisible(flags.channel_divisible),
+                            criterion=flags.criterion, seed=flags.seed, shard=shard,
+                            mode=flags.metric_mode, batch_size=64)
+    folder = os.path.join(flags.workspace, "one_step")
+    if len(subnets) < flags.num_subnets:
+        log(f"shard {shard[0]}/{shard[1]} done: {len(subnets)} of {flags.num_subnets} "
+            f"candidates are scored in {folder}. When every shard is done, run "
+            "--action=search again without --shard to prune to the best.")
+        return
+    sparse = runner.prune(spec_path=flags.spec)
+    spec_path = runner.latest_spec_path()
+    runner.summary(spec_path, print_fn=log)
+    path = _save(sparse, flags, "sparse.keras", sparse=True)
+    best = vot.PruningSpec.load(spec_path).metadata["subnet_index"]
+    log(f"best of {len(subnets)} subnets: #{best}; sparse model saved to {path}; "
+        f"spec {spec_path}")
 
 
 def _compile_for_dataset(model, flags, x):
@@ -256,5 +306,5 @@ def export(flags, log):
         log(f"{fmt}: {paths[fmt]}")
 
 
-ACTIONS = {"ana": ana, "prune": prune, "finetune": finetune, "transform": transform,
-           "stat": stat, "export": export}
+ACTIONS = {"ana": ana, "prune": prune, "search": search, "finetune": finetune,
+           "transform": transform, "stat": stat, "export": export}

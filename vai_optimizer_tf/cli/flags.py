@@ -6,7 +6,7 @@ from vai_optimizer_tf.cli.loading import UsageError, parse_callable, parse_input
 from vai_optimizer_tf.export.formats import FORMATS as EXPORT_FORMATS
 
 FLAGS = flags.FlagValues()
-ACTIONS = ("ana", "prune", "finetune", "transform", "stat", "export")
+ACTIONS = ("ana", "prune", "search", "finetune", "transform", "stat", "export")
 DATASETS = ("example", "fashion_mnist", "mnist_5k")
 
 # What to do, and on which model.
@@ -60,9 +60,40 @@ flags.DEFINE_float("threshold", None, "prune: instead of --ratio, the largest re
                    flag_values=FLAGS)
 flags.DEFINE_list("excludes", [], "ana and prune: comma-separated layer names whose output "
                   "channels must not shrink.", flag_values=FLAGS)
-flags.DEFINE_integer("channel_divisible", 1, "prune: kept widths are multiples of this "
-                     "(8 suits most accelerators and CPU vector units).", lower_bound=1,
-                     flag_values=FLAGS)
+flags.DEFINE_string("channel_divisible", "auto", "prune: kept widths are multiples of this. "
+                    "'auto' is the multiple this CPU runs fastest (16 with AVX-512, else 8), so "
+                    "the pruned model is never slower than the baseline; 1 allows any width; 8 "
+                    "suits most accelerators.", flag_values=FLAGS)
+flags.DEFINE_float("latency", None, "prune: instead of --ratio, the latency to reach as a "
+                   "fraction of the baseline's measured latency on --device, in (0, 1) (0.5: "
+                   "twice as fast). Layers are timed on this machine (cached in --workspace).",
+                   lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_enum("device", "tf", ["tf", "tflite"], "prune --latency: where latency is "
+                  "measured: 'tf' (TensorFlow on this CPU) or 'tflite' (the TFLite interpreter "
+                  "with XNNPACK).", flag_values=FLAGS)
+flags.DEFINE_integer("latency_batch_size", 1, "prune --latency: the batch size timed.",
+                     lower_bound=1, flag_values=FLAGS)
+
+
+def parse_channel_divisible(value):
+    """`"auto"` or a positive integer from its flag text; raises ValueError otherwise."""
+    if value == "auto":
+        return value
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(value)
+    return int(value)
+
+
+def _valid_channel_divisible(value):
+    try:
+        parse_channel_divisible(value)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator("channel_divisible", _valid_channel_divisible, "expected 'auto' or a "
+                         "positive integer, e.g. --channel_divisible=8", flag_values=FLAGS)
 flags.DEFINE_enum("criterion", "l1", ["l1", "l2", "bn_gamma"], "ana and prune: channel "
                   "importance criterion.", flag_values=FLAGS)
 flags.DEFINE_list("ana_ratios", ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"],
@@ -71,9 +102,10 @@ flags.DEFINE_enum("metric_mode", "max", ["max", "min"], "ana: 'max' when a highe
                   "value is better (accuracy), 'min' when lower is (loss).", flag_values=FLAGS)
 flags.DEFINE_bool("forced", False, "ana: recompute every step even when cached.",
                   flag_values=FLAGS)
-flags.DEFINE_string("shard", None, "ana: i/n runs only the i-th of n interleaved shares of "
-                    "the steps (0 <= i < n), so n processes or machines sharing --workspace "
-                    "split the work. Then run --action=ana --merge.", flag_values=FLAGS)
+flags.DEFINE_string("shard", None, "ana and search: i/n runs only the i-th of n interleaved "
+                    "shares of the steps or candidates (0 <= i < n), so n processes or machines "
+                    "sharing --workspace split the work. Then run --action=ana --merge, or "
+                    "--action=search again without --shard.", flag_values=FLAGS)
 flags.DEFINE_bool("merge", False, "ana: evaluate nothing; merge the results every process and "
                   "shard wrote, print the table and write the reports, or fail listing the "
                   "missing steps.", flag_values=FLAGS)
@@ -102,6 +134,21 @@ def _valid_shard(value):
 
 flags.register_validator("shard", _valid_shard, "expected i/n with integers 0 <= i < n, "
                          "e.g. --shard=0/4", flag_values=FLAGS)
+
+# One-step pruning.
+flags.DEFINE_enum("mode", "iterative", ["iterative", "one_step"], "prune: 'iterative' prunes "
+                  "from the sensitivity analysis; 'one_step' is --action=search.",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("num_subnets", 200, "search: candidate subnets to score.", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("calibration_steps", 50, "search: batches of training images for "
+                     "adaptive BN.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_string("calibration_fn", None, "search: module:function or path/to/file.py:"
+                    "function; fn(model) runs model(x, training=True) on a few batches of "
+                    "training images (Vitis style). With --dataset, training images are used.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "search: seed of the candidate sequence.", lower_bound=0,
+                     flag_values=FLAGS)
 flags.DEFINE_string("spec", None, "Pruning spec JSON. prune: where to save it (or, without "
                     "--ratio/--threshold, an existing spec to apply); transform and stat: the "
                     "spec to use. Defaults to the latest spec in --workspace for transform.",
@@ -141,7 +188,7 @@ def check_usage(values):
     if not values.model:
         raise UsageError("--model is required: a .keras or .h5 file, or a Keras SavedModel "
                          "folder.")
-    for name in ("eval_fn", "train_fn", "representative_fn"):
+    for name in ("eval_fn", "train_fn", "representative_fn", "calibration_fn"):
         if values[name].value:
             parse_callable(values[name].value, name)
     for text in values.input_shape or []:
@@ -152,9 +199,27 @@ def check_usage(values):
             raise UsageError(f"--action=ana needs --eval_fn=module:function or "
                              f"{_DATASET_CHOICES}.")
     if action == "prune" and values.ratio is None and values.threshold is None \
-            and not values.spec:
-        raise UsageError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --threshold "
-                         "(largest metric drop, e.g. 0.01) or --spec (an existing spec).")
+            and values.latency is None and not values.spec:
+        raise UsageError("--action=prune needs --ratio (FLOPs reduction, e.g. 0.5), --latency "
+                         "(fraction of the baseline's latency, e.g. 0.5), --threshold (largest "
+                         "metric drop, e.g. 0.01) or --spec (an existing spec).")
+    if action == "prune" and values.latency is not None and not 0 < values.latency < 1:
+        raise UsageError(f"--latency: expected a fraction in (0, 1). Received: {values.latency}")
+    if action == "prune":
+        targets = [f"--{n}" for n in ("ratio", "latency", "threshold") if values[n].value
+                   is not None]
+        if len(targets) > 1:
+            raise UsageError(f"--action=prune takes one target; received {', '.join(targets)}.")
+    if action == "search" or (action == "prune" and values.mode == "one_step"):
+        if values.ratio is None:
+            raise UsageError(f"--action={action} needs --ratio (the FLOPs reduction of every "
+                             "candidate, e.g. 0.5).")
+        if not values.eval_fn and not values.dataset:
+            raise UsageError(f"--action={action} needs --eval_fn=module:function or "
+                             f"{_DATASET_CHOICES}.")
+        if not values.calibration_fn and not values.dataset:
+            raise UsageError(f"--action={action} needs calibration data for adaptive BN: "
+                             f"--calibration_fn=module:function or {_DATASET_CHOICES}.")
     if action == "finetune" and not values.train_fn and not values.dataset:
         raise UsageError(f"--action=finetune needs --train_fn=module:function or "
                          f"{_DATASET_CHOICES}.")

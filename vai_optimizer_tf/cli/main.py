@@ -10,6 +10,10 @@ The Vitis AI Optimizer flow, one action per call, sharing --workspace:
              --threshold) from the analysis. Writes OUTPUT_DIR/sparse.keras and the
              spec (--spec, or WORKSPACE/specs/...; WORKSPACE/latest_spec.json
              points at it).
+  search     One-step pruning: scores --num_subnets candidate subnets at the FLOPs
+             reduction --ratio with adaptive BN (--calibration_fn or --dataset) and
+             --eval_fn, then prunes to the best. Resumable; --shard splits it.
+             Writes OUTPUT_DIR/sparse.keras and the spec, as prune does.
   finetune   Trains the sparse --model with --train_fn (or --dataset). Writes
              OUTPUT_DIR/finetuned.keras.
   transform  Removes the pruned channels of --model (the fine-tuned sparse

@@ -64,6 +64,10 @@ class Node:
       call_args: Non-tensor call arguments (for op layers such as
         `tf.concat`), with tensors replaced by `TensorRef`.
       call_kwargs: Keyword call arguments, likewise.
+      wrapped: For a wrapper that applies another layer at every time step
+        (`TimeDistributed`), that layer as a node of its own: its class,
+        config and weights, and shapes without the time axis. `None` for
+        other layers.
     """
 
     name: str
@@ -77,6 +81,7 @@ class Node:
     output_shapes: Tuple[Tuple[Optional[int], ...], ...] = ()
     call_args: Tuple[Any, ...] = ()
     call_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    wrapped: Optional["Node"] = None
 
     @property
     def class_name(self):

@@ -10,18 +10,21 @@ Adding support for a layer means one `register_layer` call:
 
 ```python
 import vai_optimizer_tf as vot
+from vai_optimizer_tf.stats import formulas
 
 class Swish(tf_keras.layers.Layer):
     def call(self, x):
         return x * tf.sigmoid(x)
 
-vot.register_layer(Swish, vot.LayerSpec.passthrough())
+# Channels pass through; one multiply per element (sigmoid counts 0, as
+# TensorFlow's profiler counts it).
+vot.register_layer(Swish, vot.LayerSpec.passthrough(flops=formulas.per_element(1)))
 ```
 """
 
 import dataclasses
 import enum
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 
 class Role(enum.Enum):
@@ -106,8 +109,16 @@ class LayerSpec:
         (the `shape` of a `tf.reshape`), for layers whose widths live in the
         call rather than in the config. `call_kwargs` maps argument names to
         values as the model config stores them.
-      flops: Optional `fn(node, in_shapes, out_shapes) -> int` giving FLOPs,
-        with one multiply-add counted as 2 FLOPs. `None` means 0.
+      flops: `fn(node, in_shapes, out_shapes) -> int` giving FLOPs per
+        sample, with one multiply-add counted as 2 FLOPs (return 0 for a
+        layer that costs nothing). `None` means the cost is unknown: `stat`
+        lists the layer and `prune(ratio=...)` refuses to target a FLOPs
+        reduction that would leave it out.
+      config_path: Keys leading from the node's config to the config that
+        `width_key`, `expand_key`, `Axis.repeat_key`, `rewrite` and the
+        weight constraints refer to. Empty (the node's own config) except
+        for wrappers: `("layer", "config")` for a layer inside
+        `TimeDistributed`.
     """
 
     role: Role
@@ -120,6 +131,7 @@ class LayerSpec:
     rewrite: Optional[Callable[[Dict[str, Any], RewriteContext], Dict[str, Any]]] = None
     rewrite_call: Optional[Callable[[Dict[str, Any], RewriteContext], Dict[str, Any]]] = None
     flops: Optional[Callable[..., int]] = None
+    config_path: Tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.role, Role):
@@ -134,6 +146,22 @@ class LayerSpec:
             raise ValueError("Invalid `reason`: a BARRIER must say why channels cannot "
                              "cross it. Received: reason=None")
 
+    def layer_config(self, config):
+        """The part of a node's `config` this spec's config keys refer to (see `config_path`)."""
+        for key in self.config_path:
+            config = config[key]
+        return config
+
+    def with_layer_config(self, config, layer_config):
+        """A copy of a node's `config` with the part at `config_path` replaced."""
+        if not self.config_path:
+            return layer_config
+        config = dict(config)
+        inner = self.replace(config_path=self.config_path[1:])
+        config[self.config_path[0]] = inner.with_layer_config(config[self.config_path[0]],
+                                                              layer_config)
+        return config
+
     def replace(self, **changes):
         """A copy of this spec with `changes` applied."""
         return dataclasses.replace(self, **changes)
@@ -142,19 +170,29 @@ class LayerSpec:
     def passthrough(cls, per_channel_weights=None, flops=None, rewrite=None):
         """A channel-preserving layer.
 
+        Only for layers that are finite, with a finite gradient, at 0: in the
+        sparse model a pruned channel is 0 and the layers reading it have
+        zero weights for it, so an inf there becomes NaN.
+
         Args:
           per_channel_weights: Weight name -> axis holding one entry per
             channel (e.g. `{"gamma": 0}`). Defaults to none.
-          flops: Optional FLOPs formula. Defaults to 0 FLOPs.
+          flops: FLOPs formula `fn(node, in_shapes, out_shapes) -> int`.
+            Defaults to `None`: the cost is unknown.
           rewrite: Optional config rewrite. Defaults to none.
         """
         return cls(Role.PASSTHROUGH, out_axes=per_channel_weights or {}, flops=flops,
                    rewrite=rewrite)
 
     @classmethod
-    def barrier(cls, reason):
-        """A layer that channels cannot cross, with the reason shown to users."""
-        return cls(Role.BARRIER, reason=reason)
+    def barrier(cls, reason, flops=None):
+        """A layer that channels cannot cross, with the reason shown to users.
+
+        Args:
+          reason: Why channels cannot cross it.
+          flops: FLOPs formula. Defaults to `None`: the cost is unknown.
+        """
+        return cls(Role.BARRIER, reason=reason, flops=flops)
 
 
 Entry = Union[LayerSpec, Callable[[Any], LayerSpec]]
@@ -246,7 +284,9 @@ def register_layer(layer_class, spec, replace=False):
         def call(self, x):
             return x * tf.sigmoid(x)
 
-    vai_optimizer_tf.register_layer(Swish, vai_optimizer_tf.LayerSpec.passthrough())
+    vai_optimizer_tf.register_layer(
+        Swish, vai_optimizer_tf.LayerSpec.passthrough(
+            flops=lambda node, in_shapes, out_shapes: np.prod(out_shapes[0][1:])))
     ```
     """
     REGISTRY.register(layer_class, spec, replace=replace)

@@ -87,6 +87,21 @@ def _config_node_index(model, layer, node):
     return None
 
 
+def _strip_masks(config):
+    """A layer config without `ChannelMask`s, the wrapped layer's config included."""
+    config = channel_mask.strip_masks(config)
+    inner = config.get("layer")
+    if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+        config = dict(config)
+        config["layer"] = dict(inner, config=_strip_masks(inner["config"]))
+    return config
+
+
+def _per_step(shape):
+    """A `TimeDistributed` tensor shape without its time axis."""
+    return (shape[0],) + tuple(shape[2:])
+
+
 def _config_tensor_entries(node_data):
     """The `[layer, node, tensor, kwargs]` entries of one serialized inbound node."""
     if isinstance(node_data, (list, tuple)) and node_data and isinstance(node_data[0], str):
@@ -118,6 +133,48 @@ def _neutral(value, local):
     return tf.nest.map_structure(convert, value)
 
 
+def _set_input_shapes(config, sequential, input_names, shapes):
+    """Sets the `batch_input_shape` of a model config's inputs, in place."""
+    for entry in config["layers"]:
+        if entry["class_name"] == "InputLayer" and entry["config"]["name"] in input_names:
+            entry["config"]["batch_input_shape"] = list(
+                shapes[input_names.index(entry["config"]["name"])])
+    if sequential and config["layers"][0]["class_name"] != "InputLayer":
+        config["layers"][0]["config"]["batch_input_shape"] = list(shapes[0])
+
+
+def _merged_shape(shapes):
+    """The dims all `shapes` agree on, None elsewhere."""
+    return tuple(dims[0] if len(set(dims)) == 1 else None for dims in zip(*shapes))
+
+
+def _concretize_nested_inputs(model, config):
+    """Gives nested models in `config` the input shapes `model` calls them with.
+
+    Returns whether any shape became more defined, in which case the model
+    must be rebuilt from `config` and this called again for deeper nesting.
+    """
+    changed = False
+    for entry in config["layers"]:
+        if entry["class_name"] not in _MODEL_CLASS_NAMES or "layers" not in entry["config"]:
+            continue
+        nested = model.get_layer(entry["config"]["name"])
+        calls = [node for i, node in enumerate(nested._inbound_nodes)
+                 if functional_lib._make_node_key(nested.name, i) in model._network_nodes]
+        if calls:
+            own = [_shape(t) for t in nested.inputs]
+            called = [_merged_shape(shapes) for shapes in zip(
+                *[[_shape(t) for t in node.keras_inputs] for node in calls])]
+            merged = [(None,) + tuple(c if o is None else o for o, c in zip(own_s[1:], call_s[1:]))
+                      for own_s, call_s in zip(own, called)]
+            if merged != own:
+                _set_input_shapes(entry["config"], entry["class_name"] == "Sequential",
+                                  [t._keras_history[0].name for t in nested.inputs], merged)
+                changed = True
+        changed |= _concretize_nested_inputs(nested, entry["config"])
+    return changed
+
+
 class TfKerasAdapter:
     """Reads a tf_keras model into a `Graph` and rebuilds it with changes.
 
@@ -125,7 +182,9 @@ class TfKerasAdapter:
       model: A tf_keras Sequential or Functional model. It is never modified.
       input_signature: Optional `tf.TensorSpec` (or list, one per input)
         giving concrete input shapes for models whose inputs have unknown
-        dimensions. Defaults to the model's own input shapes.
+        dimensions. The graph is read with them (nested models included), so
+        FLOPs can be counted; rebuilt models keep the source's own input
+        shapes. Defaults to the model's own input shapes.
 
     Raises:
       UnsupportedModelError: for subclassed models, unbuilt Sequential
@@ -140,20 +199,45 @@ class TfKerasAdapter:
         self._path_parts = {}
         self._nested_inputs = {}
         self._config_calls = {}
+        self._source_digest = None
         self.graph = self._read()
 
     # Reading -----------------------------------------------------------------
 
     def _with_input_signature(self, model, input_signature):
-        if input_signature is None:
-            return model
+        """`model`, or a clone whose inputs (nested models' included) are concrete."""
+        config = None
+        if input_signature is not None:
+            shapes = self._signature_shapes(model, input_signature)
+            if shapes != [_shape(t) for t in model.inputs]:
+                config = copy.deepcopy(model.get_config())
+                _set_input_shapes(config, isinstance(model, tf_keras.Sequential),
+                                  [t._keras_history[0].name for t in model.inputs], shapes)
+        if config is None:
+            # Nested models keep their own input shapes, which may be less
+            # defined than those they are called with: (None, None, 3) for a
+            # backbone called on 224 x 224 images.
+            if not any(getattr(layer, "_is_graph_network", False) for layer in model.layers):
+                return model
+            config = copy.deepcopy(model.get_config())
+            if not _concretize_nested_inputs(model, config):
+                return model
+        clone = self._from_config(model, config)
+        # One nesting level per rebuild.
+        while _concretize_nested_inputs(clone, config):
+            clone = self._from_config(model, config)
+        clone.set_weights(model.get_weights())
+        return clone
+
+    @staticmethod
+    def _signature_shapes(model, input_signature):
+        """The model's input shapes with undefined dims taken from `input_signature`."""
         specs = tf.nest.flatten(input_signature)
         if len(specs) != len(model.inputs):
             raise errors.UnsupportedModelError(
                 f"Invalid `input_signature`: the model has {len(model.inputs)} input(s) but "
                 f"{len(specs)} spec(s) were given. Received: input_signature={input_signature!r}")
         shapes = []
-        changed = False
         for spec, tensor in zip(specs, model.inputs):
             shape = tuple(tf.TensorShape(getattr(spec, "shape", spec)).as_list())
             model_shape = _shape(tensor)
@@ -163,23 +247,9 @@ class TfKerasAdapter:
                 raise errors.UnsupportedModelError(
                     f"Invalid `input_signature`: shape {shape} does not fit model input "
                     f"{tensor.name!r} of shape {model_shape}.")
-            merged = (None,) + tuple(m if m is not None else s
-                                     for s, m in zip(shape[1:], model_shape[1:]))
-            changed |= merged != model_shape
-            shapes.append(merged)
-        if not changed:
-            return model
-        config = copy.deepcopy(model.get_config())
-        input_names = [t._keras_history[0].name for t in model.inputs]
-        for entry in config["layers"]:
-            if entry["class_name"] == "InputLayer" and entry["config"]["name"] in input_names:
-                entry["config"]["batch_input_shape"] = list(
-                    shapes[input_names.index(entry["config"]["name"])])
-        if isinstance(model, tf_keras.Sequential) and config["layers"][0]["class_name"] != "InputLayer":
-            config["layers"][0]["config"]["batch_input_shape"] = list(shapes[0])
-        clone = self._from_config(model, config)
-        clone.set_weights(model.get_weights())
-        return clone
+            shapes.append((None,) + tuple(m if m is not None else s
+                                          for s, m in zip(shape[1:], model_shape[1:])))
+        return shapes
 
     def _read(self):
         model = self.model
@@ -229,22 +299,48 @@ class TfKerasAdapter:
                 self._path_parts[path] = parts + (layer.name,)
                 node_name = path if count == 0 else f"{path}@{count}"
                 self._config_calls[node_name] = (path, _config_node_index(model, layer, node))
+                weights = tuple(ir.WeightInfo(_short_weight_name(v), tuple(v.shape.as_list()),
+                                              bool(v.trainable))
+                                for v in layer.weights)
+                in_shapes = tuple(self._tensors[t].shape for t in in_ids)
+                out_shapes = tuple(self._tensors[t].shape for t in out_ids)
+                wrapped = None
+                if isinstance(layer, tf_keras.layers.TimeDistributed):
+                    wrapped = ir.Node(
+                        name=node_name, layer_path=path, layer_class=type(layer.layer),
+                        config=_strip_masks(layer.layer.get_config()), inputs=tuple(in_ids),
+                        outputs=tuple(out_ids), weights=weights,
+                        input_shapes=tuple(_per_step(s) for s in in_shapes),
+                        output_shapes=tuple(_per_step(s) for s in out_shapes))
                 self._nodes.append(ir.Node(
                     name=node_name,
                     layer_path=path,
                     layer_class=type(layer),
-                    config=channel_mask.strip_masks(layer.get_config()),
+                    config=_strip_masks(layer.get_config()),
                     inputs=tuple(in_ids),
                     outputs=tuple(out_ids),
-                    weights=tuple(ir.WeightInfo(_short_weight_name(v), tuple(v.shape.as_list()),
-                                                bool(v.trainable))
-                                  for v in layer.weights),
-                    input_shapes=tuple(self._tensors[t].shape for t in in_ids),
-                    output_shapes=tuple(self._tensors[t].shape for t in out_ids),
+                    weights=weights,
+                    input_shapes=in_shapes,
+                    output_shapes=out_shapes,
                     call_args=_neutral(tuple(node.call_args), local),
                     call_kwargs=_neutral(dict(node.call_kwargs), local),
+                    wrapped=wrapped,
                 ))
         return [local[_history_key(t)] for t in model.outputs]
+
+    def source_digest(self):
+        """`Graph.digest()` of the model as given, with its own input shapes.
+
+        Equals `graph.digest()` unless an `input_signature` fixed undefined
+        input dimensions for counting; models rebuilt by this adapter (sparse
+        models) keep the source's input shapes, so this is the digest they
+        have.
+        """
+        if self.model is self.source_model:
+            return self.graph.digest()
+        if self._source_digest is None:
+            self._source_digest = TfKerasAdapter(self.source_model).graph.digest()
+        return self._source_digest
 
     # Weights -----------------------------------------------------------------
 
@@ -309,12 +405,14 @@ class TfKerasAdapter:
         layer_configs = layer_configs or {}
         layer_weights = layer_weights or {}
         tensor_shapes = tensor_shapes or {}
-        config = copy.deepcopy(self.model.get_config())
+        # The source's config, not the model read with `input_signature`:
+        # the signature is only for counting, the input shapes stay the user's.
+        config = copy.deepcopy(self.source_model.get_config())
         self._rewrite(config, "", layer_configs, tensor_shapes, layer_classes or {})
         self._rewrite_calls(config, call_rewrites or {})
         if name:
             config["name"] = name
-        model = self._from_config(self.model, config)
+        model = self._from_config(self.source_model, config)
         for path, layer in self._layers.items():
             if not layer.weights:
                 continue
@@ -346,7 +444,7 @@ class TfKerasAdapter:
             else:
                 # A model read from a sparse model is rebuilt without its masks
                 # unless the caller passes masked configs.
-                entry["config"] = channel_mask.strip_masks(entry["config"])
+                entry["config"] = _strip_masks(entry["config"])
 
     def _rewrite_calls(self, model_config, call_rewrites):
         for node_name, fn in call_rewrites.items():
@@ -373,18 +471,21 @@ class TfKerasAdapter:
         in_ids = self._nested_inputs.get(path)
         if not in_ids:
             return
+        def narrowed(config, tid):
+            # Only the channel axis changes; other dims stay as the source has them.
+            if tid in tensor_shapes and config.get("batch_input_shape"):
+                config["batch_input_shape"] = (list(config["batch_input_shape"][:-1])
+                                               + [tensor_shapes[tid][-1]])
+
         layers = entry["config"]["layers"]
         if entry["class_name"] == "Sequential":
-            first = layers[0]["config"]
-            if in_ids[0] in tensor_shapes:
-                first["batch_input_shape"] = list(tensor_shapes[in_ids[0]])
+            narrowed(layers[0]["config"], in_ids[0])
             return
         input_names = [spec[0] for spec in entry["config"]["input_layers"]]
         for layer_entry in layers:
             if layer_entry["class_name"] == "InputLayer" and layer_entry["config"]["name"] in input_names:
-                tid = in_ids[input_names.index(layer_entry["config"]["name"])]
-                if tid in tensor_shapes:
-                    layer_entry["config"]["batch_input_shape"] = list(tensor_shapes[tid])
+                narrowed(layer_entry["config"],
+                         in_ids[input_names.index(layer_entry["config"]["name"])])
 
     @staticmethod
     def _find_layer(model, parts):

@@ -147,10 +147,11 @@ class DependencyGraph:
             self._block(self.layouts[tid], "carries a model input, whose width is fixed")
         for node in graph.nodes:
             spec = self.registry.resolve(node)
-            if node.config.get("data_format") == "channels_first":
+            if spec.layer_config(node.config).get("data_format") == "channels_first":
                 spec = registry_lib.LayerSpec.barrier(
                     f"layer {node.layer_path!r} uses data_format='channels_first'; only "
                     "channels_last is supported").replace(flops=spec.flops)
+            spec = _fit_weight_axes(node, spec)
             self.specs[node.name] = spec
             in_layouts = [self.layouts.get(t) for t in node.inputs]
             out_layouts = self._apply(node, spec, in_layouts)
@@ -188,7 +189,7 @@ class DependencyGraph:
         if role is Role.PASSTHROUGH:
             out = first
             if first is not None and spec.expand_key:
-                multiplier = int(node.config.get(spec.expand_key, 1))
+                multiplier = int(spec.layer_config(node.config).get(spec.expand_key, 1))
                 if multiplier > 1:
                     out = layout_lib.Tile(first, inner=multiplier)
             for extra in in_layouts[1:]:
@@ -299,6 +300,47 @@ class DependencyGraph:
                 members=tuple(carriers.get(gid, ())),
                 reasons=tuple(reasons)))
         return _unique_names(groups)
+
+
+def _fit_weight_axes(node, spec):
+    """`spec` with its sliced weight axes checked against the node's weights.
+
+    A weight the spec declares per channel may be shared across channels in
+    this layer (a PReLU whose alpha is shared over the channel axis has one
+    entry there): that axis is dropped, the weight is not sliced. Any other
+    width that is not the channel count means the entry does not describe
+    this layer, which becomes a barrier naming the weight.
+    """
+    if spec.role is Role.BARRIER or not (spec.in_axes or spec.out_axes):
+        return spec
+    config = spec.layer_config(node.config)
+    in_channels = node.input_shapes[0][-1] if node.input_shapes else None
+    out_channels = node.output_shapes[0][-1] if node.output_shapes else None
+    shapes = {w.name: w.shape for w in node.weights}
+    fitted = {}
+    for field, channels, side in (("in_axes", in_channels, "input"),
+                                  ("out_axes", out_channels, "output")):
+        axes = {}
+        for name, axis in getattr(spec, field).items():
+            shape = shapes.get(name)
+            if shape is None:  # a weight the layer does not have (no bias)
+                continue
+            expected = channels
+            if axis.repeat_key and channels is not None:
+                expected = channels * int(config.get(axis.repeat_key, 1))
+            width = shape[axis.index] if -len(shape) <= axis.index < len(shape) else None
+            if width == expected:
+                axes[name] = axis
+            elif width == 1:
+                continue  # shared across channels: nothing to slice
+            else:
+                return registry_lib.LayerSpec.barrier(
+                    f"layer {node.layer_path!r} ({node.class_name}), whose weight {name!r} "
+                    f"of shape {tuple(shape)} has {width} entries on axis {axis.index}, not "
+                    f"one per {side} channel ({expected}) as its registry entry declares"
+                ).replace(flops=spec.flops)
+        fitted[field] = axes
+    return spec.replace(**fitted)
 
 
 def _add(table, key, value):

@@ -65,7 +65,7 @@ class SlicePlan:
                     if axis is None or lay is None:
                         continue
                     if axis.repeat_key:
-                        multiplier = int(node.config.get(axis.repeat_key, 1))
+                        multiplier = int(spec.layer_config(node.config).get(axis.repeat_key, 1))
                         if multiplier > 1:
                             lay = layout_lib.Tile(lay, inner=multiplier)
                     kept = self._kept(lay)
@@ -169,10 +169,12 @@ class SlicePlan:
                 continue
             spec = self.deps.node_spec(node.name)
             config = copy.deepcopy(node.config)
+            layer_config = spec.layer_config(config)
             if spec.role is Role.PRODUCER and node.outputs[0] in self.tensor_kept:
-                config[spec.width_key] = self.tensor_width(node.outputs[0])
+                layer_config[spec.width_key] = self.tensor_width(node.outputs[0])
             if spec.rewrite is not None:
-                config = spec.rewrite(config, self._rewrite_context(node))
+                layer_config = spec.rewrite(layer_config, self._rewrite_context(node))
+            config = spec.with_layer_config(config, layer_config)
             if config != node.config:
                 configs[node.layer_path] = config
         return configs

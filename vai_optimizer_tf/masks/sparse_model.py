@@ -50,9 +50,13 @@ def build_sparse_model(adapter, plan, weights=None):
     graph = plan.graph
     for path, per_weight in full.weight_slices.items():
         node = graph.nodes_of_layer(path)[0]
+        spec = plan.deps.node_spec(node.name)
         masks = {node.weights[i].name: (node.weights[i].shape, [[a, k] for a, k in slices])
                  for i, slices in per_weight.items() if node.weights[i].trainable}
-        configs[path], unmasked = channel_mask.with_masks(node.config, masks)
+        # The constraints live in the config of the layer that owns the weights
+        # (the wrapped layer of a TimeDistributed).
+        layer_config, unmasked = channel_mask.with_masks(spec.layer_config(node.config), masks)
+        configs[path] = spec.with_layer_config(node.config, layer_config)
         if unmasked:
             logger.warning("Layer %r has no constraint argument for %s: its pruned slices are "
                            "zeroed but not held at zero during training.", path, unmasked)

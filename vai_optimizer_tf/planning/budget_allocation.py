@@ -14,6 +14,9 @@ and no group is cut further than the budget needs.
 
 Cost models need `baseline`, `per_node(kept)` and `total_after(per_node,
 kept, changed_groups)` (see `WidthFlops`); kept widths are keyed by group id.
+A cost model whose saving is not proportional to the channels cut (a
+measured latency, `LatencyCost`) says so with `linear = False`, and every
+cut is then priced exactly.
 """
 
 import math
@@ -28,6 +31,8 @@ import numpy as np
 PRIOR_DROP = 0.01
 _MAX_EXCHANGES = 200
 _PAIR_CHECKS = 20
+_NONLINEAR_WINDOW = 8
+_EXCHANGE_REACH = 8
 
 
 def staircase(width, channel_divisible, max_ratio, upper=None):
@@ -132,17 +137,9 @@ class BudgetAllocation:
                     continue
                 steps, losses = self._steps[name], self._losses[name]
                 gid = by_name[name].id
-                # Cost is linear in one group's width when the others stay fixed (every
-                # layer cost is a product of independent widths), so one exact step
-                # gives the saving of any cut of this group.
-                one = dict(counts)
-                one[gid] = int(steps[i - 1])
-                saved_one = total - self.cost.total_after(per_node, one, [gid])
-                per_channel = max(saved_one, 0.0) / max(int(steps[i]) - int(steps[i - 1]), 1)
-                if per_channel <= 0:
+                cuts, saved = self._savings(steps, i, gid, counts, per_node, total)
+                if cuts is None:
                     continue
-                cuts = np.arange(i)
-                saved = per_channel * (int(steps[i]) - steps[cuts])
                 extra = losses[cuts] - losses[i]
                 ratios = extra / saved
                 j = int(np.argmin(ratios))
@@ -160,6 +157,35 @@ class BudgetAllocation:
             total = float(per_node.sum())
         kept = self._give_back(kept, index, counts, per_node, budget)
         return self._exchange(kept, budget)
+
+    def _savings(self, steps, i, gid, counts, per_node, total):
+        """Cuts of one group from step `i`, and the cost each saves (only positive savings).
+
+        FLOPs are linear in one group's width when the others stay fixed (every
+        layer's FLOPs are a product of independent widths), so one exact step
+        gives the saving of any cut. A measured latency is a staircase, not a
+        line: there each cut down to `_NONLINEAR_WINDOW` steps is priced
+        exactly (deeper cuts are reached over several rounds).
+        """
+        if getattr(self.cost, "linear", True):
+            one = dict(counts)
+            one[gid] = int(steps[i - 1])
+            saved_one = total - self.cost.total_after(per_node, one, [gid])
+            per_channel = max(saved_one, 0.0) / max(int(steps[i]) - int(steps[i - 1]), 1)
+            if per_channel <= 0:
+                return None, None
+            cuts = np.arange(i)
+            return cuts, per_channel * (int(steps[i]) - steps[cuts])
+        cuts = np.arange(max(0, i - _NONLINEAR_WINDOW), i)
+        saved = np.empty(len(cuts))
+        for k, j in enumerate(cuts):
+            trial = dict(counts)
+            trial[gid] = int(steps[j])
+            saved[k] = total - self.cost.total_after(per_node, trial, [gid])
+        keep = saved > 0
+        if not keep.any():
+            return None, None
+        return cuts[keep], saved[keep]
 
     def _give_back(self, kept, index, counts, per_node, budget):
         """Steps groups back up, most loss saved per unit of cost first, while the budget holds."""
@@ -191,7 +217,7 @@ class BudgetAllocation:
             per_node = self.cost.per_node(counts)
 
     def _exchange(self, kept, budget):
-        """Trades one step between two groups while that lowers the loss within budget.
+        """Trades steps between two groups while that lowers the loss within budget.
 
         Greedy cuts can leave a better plan one exchange away (the budget is met in
         discrete steps). Candidate pairs are ranked with each single step's exact
@@ -210,7 +236,12 @@ class BudgetAllocation:
                 steps, losses = self._steps[name], self._losses[name]
                 i = int(np.searchsorted(steps, width))
                 gid = by_name[name].id
-                for j, side in ((i + 1, ups), (i - 1, downs)):
+                # FLOPs: one step either way is enough to find a better exchange. On a
+                # staircase (latency) a step may save nothing, so look a few steps away.
+                reach = 1 if getattr(self.cost, "linear", True) else _EXCHANGE_REACH
+                moves = [(i + k, ups) for k in range(1, reach + 1)]
+                moves += [(i - k, downs) for k in range(1, reach + 1)]
+                for j, side in moves:
                     if 0 <= j < len(steps):
                         trial = dict(counts)
                         trial[gid] = int(steps[j])

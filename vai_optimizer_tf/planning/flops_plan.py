@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from vai_optimizer_tf.planning.budget_allocation import BudgetAllocation
-from vai_optimizer_tf.planning.ratio_search import RatioSearch
+from vai_optimizer_tf.planning.ratio_search import RatioSearch, unreachable_error
 
 # A plan within this many points of the target is on target; further away, the
 # caller is warned (the divisibility makes the target unreachable).
@@ -110,7 +110,7 @@ def _least_loss_in_band(groups, flops, target, curves, channel_divisible, max_ra
     budget = (1.0 - target) * flops.baseline
     best = allocation.for_budget(budget)
     if allocation.total(best) > budget:
-        _unreachable(target, reduction(best), max_ratio, analysed=True)
+        raise unreachable_error(target, reduction(best), max_ratio, True, channel_divisible)
     candidates = [best]
     for k in (1, 2):
         candidates.append(allocation.for_budget(budget + k * TOLERANCE / 2 * flops.baseline))
@@ -127,12 +127,3 @@ def _least_loss_in_band(groups, flops, target, curves, channel_divisible, max_ra
     if reaching or in_band:
         return min(reaching or in_band, key=lambda k: (allocation.loss(k), -reduction(k)))
     return min(candidates, key=lambda k: abs(reduction(k) - target))
-
-
-def _unreachable(target, reachable, max_ratio, analysed):
-    limit = (f"up to the largest analysed ratio, {max_ratio:g}" if analysed
-             else f"by up to {max_ratio:g} of its channels")
-    raise ValueError(
-        f"A FLOPs reduction of {target:.1%} cannot be reached: pruning every prunable "
-        f"group {limit} gives {reachable:.1%}. Lower the target"
-        + (", analyse larger ratios" if analysed else "") + ", or remove excludes.")

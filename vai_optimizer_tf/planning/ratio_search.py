@@ -26,6 +26,19 @@ _MAX_GIVE_BACK_STEPS = 500
 _TIE_SLOPE = 1e-6
 
 
+def unreachable_error(target, reachable, max_ratio, analysed, divisible):
+    """The `ValueError` for a FLOPs target that even the deepest allowed cuts miss."""
+    limit = (f"up to the largest analysed ratio, {max_ratio:g}," if analysed
+             else f"by up to {max_ratio:g} of its channels,")
+    rounding = (f" with widths rounded to multiples of channel_divisible={divisible} (groups "
+                "no wider stay whole)" if divisible > 1 else "")
+    fixes = ["lower the target"] + (["analyse larger ratios"] if analysed else []) + (
+        ["use a smaller channel_divisible"] if divisible > 1 else []) + ["remove excludes"]
+    return ValueError(
+        f"A FLOPs reduction of {target:.1%} cannot be reached: pruning every prunable group "
+        f"{limit}{rounding} gives {reachable:.1%}. To go further: {', '.join(fixes)}.")
+
+
 class DropCurve:
     """A group's relative metric drop as a monotone function of its ratio."""
 
@@ -146,13 +159,8 @@ class RatioSearch:
         best = self._kept_for(self.ratios_at(hi))
         reachable = self.reduction(best)
         if reachable < target:
-            limit = (f"up to the largest analysed ratio, {self.max_ratio:g}" if self.curves
-                     is not None else f"by up to {self.max_ratio:g} of its channels")
-            raise ValueError(
-                f"A FLOPs reduction of {target:.1%} cannot be reached: pruning every prunable "
-                f"group {limit} gives {reachable:.1%}. Lower the target"
-                + (", analyse larger ratios" if self.curves is not None else "")
-                + ", or remove excludes.")
+            raise unreachable_error(target, reachable, self.max_ratio,
+                                    self.curves is not None, self.divisible)
         lo = 0.0
         for _ in range(_BISECTION_STEPS):
             mid = (lo + hi) / 2

@@ -57,6 +57,17 @@ class WidthFlops:
     def baseline(self):
         return self._baseline
 
+    def tensor_coefficients(self, tensor_id):
+        """Group id -> channels of the tensor per kept channel of the group.
+
+        A tensor's width is `sum(coefficient * kept width)` over these groups
+        (1 for a plain tensor, the number of copies for a concat of a group
+        with itself, the spatial size after a Flatten). Empty for tensors
+        without a channel layout.
+        """
+        gids, weights = self._coefs.get(tensor_id, ((), ()))
+        return {int(g): float(w) for g, w in zip(gids, weights)}
+
     def tensor_width(self, tensor_id, kept_counts):
         coefs = self._coefs.get(tensor_id)
         shape = self.deps.graph.tensors[tensor_id].shape

@@ -67,12 +67,22 @@ class BatchNormCalibration:
         return self.model
 
 
-def make_calibration(adapter, model, calibrating, calibration_data, steps, batch_size):
-    """A `BatchNormCalibration` from user-facing calibration arguments."""
+def make_calibration(model, calibrating, calibration_data, steps=50, batch_size=32):
+    """A `BatchNormCalibration` from user-facing calibration arguments.
+
+    `calibration_data` may also be a list of batches already read by
+    `calibration_batches`.
+    """
     if callable(calibration_data) and not isinstance(calibration_data, tf.data.Dataset):
         return BatchNormCalibration(model, calibrating, calibration_fn=calibration_data)
+    if isinstance(calibration_data, PreparedBatches):
+        return BatchNormCalibration(model, calibrating, batches=list(calibration_data))
     return BatchNormCalibration(model, calibrating,
                                 batches=calibration_batches(calibration_data, steps, batch_size))
+
+
+class PreparedBatches(list):
+    """Input batches already read by `calibration_batches`, used as they are."""
 
 
 def adaptive_bn(model, calibration_data, steps=50, batch_size=32):
@@ -116,14 +126,22 @@ def adaptive_bn(model, calibration_data, steps=50, batch_size=32):
     vot.adaptive_bn(model, x, steps=2, batch_size=32)
     ```
     """
+    return calibrate_in_place(
+        model, lambda copy, calibrating: make_calibration(copy, calibrating, calibration_data,
+                                                          steps, batch_size))
+
+
+def calibrate_in_place(model, make):
+    """Runs `make(copy, calibrating).run()` on a calibration copy of `model`, then copies
+    the calibrated BatchNormalization weights back into `model`; returns `model`."""
     from vai_optimizer_tf.graph import adapters  # pylint: disable=import-outside-toplevel
     adapter = adapters.adapter_for(model)
     copy, calibrating = adapter.rebuild_for_calibration()
     if not calibrating:
-        logger.warning("Model %r has no BatchNormalization layer: adaptive_bn changes nothing.",
+        logger.warning("Model %r has no BatchNormalization layer: adaptive BN changes nothing.",
                        model.name)
         return model
-    make_calibration(adapter, copy, calibrating, calibration_data, steps, batch_size).run()
+    make(copy, calibrating).run()
     adapter.assign_source_weights({path: adapter.layer_values(copy, path)
                                    for path in calibrating})
     return model

@@ -9,35 +9,9 @@ candidate, so a candidate costs the calibration forward passes, one
 `eval_fn` call and a few weight assignments.
 """
 
-import math
-import numbers
-
-import numpy as np
-
-from vai_optimizer_tf import errors
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 from vai_optimizer_tf.planning import importance
-
-
-def as_score(value, where):
-    """Converts an `eval_fn` result to a finite float, or raises `AnalysisError`."""
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(()).item()
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise errors.AnalysisError(
-            f"eval_fn returned {value!r} (type {type(value).__name__}) for {where}; it must "
-            "return one number, e.g. `return model.evaluate(x, y, verbose=0)[1]`. Finished "
-            "candidates are saved; fix eval_fn and call search() again to resume.")
-    value = float(value)
-    if not math.isfinite(value):
-        raise errors.AnalysisError(
-            f"eval_fn returned {value} for {where}. Finished candidates are saved; fix eval_fn "
-            "(or the data) and call search() again to resume.")
-    return value
+from vai_optimizer_tf.utils.metrics import call_eval_fn
 
 
 class CandidateScorer:
@@ -90,11 +64,5 @@ class CandidateScorer:
 
     def __call__(self, kept_widths, where="a candidate"):
         """The `eval_fn` score of the copy pruned to `kept_widths`."""
-        model = self.apply(kept_widths)
-        try:
-            value = self.eval_fn(model)
-        except Exception as e:
-            raise errors.AnalysisError(
-                f"eval_fn raised {type(e).__name__}: {e} while evaluating {where}. Finished "
-                "candidates are saved; fix eval_fn and call search() again to resume.") from e
-        return as_score(value, where)
+        return call_eval_fn(self.eval_fn, self.apply(kept_widths), where,
+                            "call search() again")

@@ -3,7 +3,7 @@
 import csv
 import dataclasses
 import io
-from typing import Dict
+from typing import Dict, Optional
 
 from vai_optimizer_tf.utils import atomic
 
@@ -17,12 +17,15 @@ class Subnet:
       flops_reduction: Analytic FLOPs reduction of its slim model.
       score: `eval_fn` after adaptive BN.
       widths: Group name -> kept width.
+      latency: For a latency-targeted search, the predicted latency as a
+        fraction of the baseline's; otherwise None.
     """
 
     index: int
     flops_reduction: float
     score: float
     widths: Dict[str, int]
+    latency: Optional[float] = None
 
     def __repr__(self):
         return (f"Subnet(index={self.index}, flops_reduction={self.flops_reduction:.4f}, "

@@ -35,10 +35,12 @@ class SubnetSampler:
       ratio_spread: Half-width of the window the per-group ratios are drawn
         from, around the uniform fraction. Defaults to `0.25`.
       seed: Seed of the draws. Defaults to `0`.
+      metric: What `flops` costs, for messages. Defaults to `"FLOPs"`; a
+        latency cost model (`runner.latency_cost`) can stand in its place.
     """
 
     def __init__(self, groups, flops, target, channel_divisible=1, max_ratio=0.9,
-                 tolerance=0.01, ratio_spread=0.25, seed=0):
+                 tolerance=0.01, ratio_spread=0.25, seed=0, metric="FLOPs"):
         self.groups = list(groups)
         self.flops = flops
         self.target = float(target)
@@ -47,6 +49,7 @@ class SubnetSampler:
         self.tolerance = float(tolerance)
         self.spread = float(ratio_spread)
         self.seed = int(seed)
+        self.metric = metric
         self.uniform_ratio, self._uniform = self._uniform_cut()
         self._drawn = [self._uniform]
         self._seen = {self._signature(self._uniform)}
@@ -114,7 +117,7 @@ class SubnetSampler:
                 return kept
             self.rejected += 1
         raise ValueError(
-            f"No new candidate within {self.tolerance:.1%} of a {self.target:.1%} FLOPs "
+            f"No new candidate within {self.tolerance:.1%} of a {self.target:.1%} {self.metric} "
             f"reduction after {_MAX_ATTEMPTS_PER_CANDIDATE} draws (channel_divisible="
             f"{self.divisible}, {len(self._drawn)} candidates so far). The rounding steps are "
             "too coarse for this model or the search space is exhausted: lower "

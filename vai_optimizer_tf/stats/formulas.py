@@ -8,18 +8,45 @@ frozen graph), so our counts can be checked against it:
 * max/average pooling is one FLOP per window element per output; global
   average pooling one per input element; global max pooling 0;
 * inference BatchNormalization on 4D/5D tensors is a fused op counted as 0
-  (it folds into the previous conv on deployment); ReLU-like activations and
-  sigmoid are 0; swish is 2, hard-sigmoid and GELU 4, softmax 5 per element.
+  (it folds into the previous conv on deployment); ReLU-like activations,
+  sigmoid, tanh and log-softmax are 0; mish is 1, swish 2, hard-sigmoid and
+  GELU 4, softmax 5 per element (`ACTIVATION_FLOPS`). An activation that is
+  a user's function counts 0.
 
-Shapes include the batch axis, which is ignored: counts are per sample.
+Shapes include the batch axis, which is ignored: counts are per sample, as
+the profiler counts a batch of 1. The few parts computed from the weights
+alone (the inverse deviation of an inference BatchNormalization, PReLU's
+`-alpha`) are counted once per call; such formulas say how much in a
+`per_call` attribute, so that a layer applied at every time step
+(`TimeDistributed`) counts them once.
 Channel widths in the shapes may be pruned widths, which is how analytic FLOPs
 of a pruned model are computed without building it.
 """
 
 import math
 
-_ACTIVATION_FLOPS = {"swish": 2, "silu": 2, "hard_sigmoid": 4, "gelu": 4, "softmax": 5,
-                     "log_softmax": 5}
+# The Keras activations, with their FLOPs per element as TensorFlow's profiler
+# counts them. Each is finite, with a finite gradient, at 0.
+ACTIVATION_FLOPS = {
+    "linear": 0, "relu": 0, "relu6": 0, "leaky_relu": 0, "elu": 0, "selu": 0, "sigmoid": 0,
+    "tanh": 0, "softplus": 0, "softsign": 0, "exponential": 0, "mish": 1, "swish": 2,
+    "silu": 2, "hard_sigmoid": 4, "gelu": 4, "softmax": 5, "log_softmax": 0,
+}
+
+
+def activation_name(config):
+    """The activation a layer config names, or None.
+
+    A Keras activation gives its name (`"relu"`), a user's function its
+    function name, a layer object its class name and a lambda `"lambda"`.
+    """
+    act = config.get("activation")
+    if isinstance(act, dict):
+        inner = act.get("config")
+        if isinstance(inner, str):  # a function, serialized by name
+            return inner
+        return act.get("class_name") or "lambda"
+    return act
 
 
 def _elements(shape):
@@ -27,10 +54,8 @@ def _elements(shape):
 
 
 def _activation_flops(config, out_shape):
-    act = config.get("activation")
-    if isinstance(act, dict):
-        act = act.get("config", {}).get("name", act.get("class_name"))
-    return _ACTIVATION_FLOPS.get(act, 0) * _elements(out_shape)
+    """FLOPs of a config's activation; 0 for functions that are not Keras activations."""
+    return ACTIVATION_FLOPS.get(activation_name(config), 0) * _elements(out_shape)
 
 
 def _bias_and_activation(node, out_shapes):
@@ -106,21 +131,163 @@ def softmax(node, in_shapes, out_shapes):
     return 5 * _elements(out_shapes[0])
 
 
+def _norm_axes(node, shape, default=-1):
+    """The config's normalization axes, as non-negative indices into `shape`."""
+    axes = node.config.get("axis", default)
+    axes = list(axes) if isinstance(axes, (list, tuple)) else [axes]
+    return sorted(a % len(shape) for a in axes)
+
+
+def _stat_elements(shape, axes):
+    """Elements of statistics kept along `axes` (batch excluded)."""
+    return math.prod(shape[a] for a in axes if a > 0)
+
+
+def _reduced_elements(shape, axes):
+    """Elements left after reducing over `axes` (batch excluded)."""
+    return math.prod(d for i, d in enumerate(shape) if i > 0 and i not in axes)
+
+
+def _affine(elements, stats, inv, scale, center):
+    """`tf.nn.batch_normalization` without the moments.
+
+    `rsqrt(var + eps)` on `stats` elements, times the scale (giving `inv`
+    elements), `x * inv + (offset - mean * inv)` over `elements`.
+    """
+    return (3 * stats + (inv if scale else 0) + 2 * elements + inv
+            + (elements if center else inv))
+
+
+def _batch_norm_parts(node, shape):
+    """(per-sample FLOPs, per-call FLOPs) of an inference BatchNormalization."""
+    axes = _norm_axes(node, shape)
+    fused = (len(shape) in (4, 5) and len(axes) == 1 and axes[0] in (1, len(shape) - 1)
+             and not node.config.get("renorm")
+             and node.config.get("virtual_batch_size") is None)
+    if fused:
+        return 0, 0
+    stats = _stat_elements(shape, axes)
+    scale = node.config.get("scale", True)
+    # x * inv + offset - mean * inv over the input; inv and the offset term
+    # come from the moving statistics alone.
+    return 2 * _elements(shape), 5 * stats + (stats if scale else 0)
+
+
 def batch_norm(node, in_shapes, out_shapes):
-    """0 when fused (4D/5D inputs); otherwise scale and shift plus statistics."""
-    if len(in_shapes[0]) >= 4:
-        return 0
-    return 2 * _elements(out_shapes[0]) + 6 * in_shapes[0][-1]
+    """Inference BatchNormalization.
+
+    The fused kernel (4D/5D input, one axis that is the first or last
+    non-batch axis) counts 0 and folds into the previous conv on deployment;
+    otherwise `tf.nn.batch_normalization` with the moving statistics.
+    """
+    return sum(_batch_norm_parts(node, in_shapes[0]))
+
+
+batch_norm.per_call = lambda node, in_shapes, out_shapes: _batch_norm_parts(
+    node, in_shapes[0])[1]
+
+
+def layer_norm(node, in_shapes, out_shapes):
+    """LayerNormalization: fused over trailing axes, else moments plus the affine part."""
+    shape = in_shapes[0]
+    axes = _norm_axes(node, shape)
+    scale, center = node.config.get("scale", True), node.config.get("center", True)
+    elements = _elements(shape)
+    fused = (axes[-1] == len(shape) - 1 and axes[-1] - axes[0] == len(axes) - 1
+             and float(node.config.get("epsilon", 1e-3)) >= 1.001e-5)
+    if fused:  # the normalization runs as a fused kernel (0); scale and offset do not
+        return elements * (int(bool(scale)) + int(bool(center)))
+    stats = _reduced_elements(shape, axes)
+    # Moments: mean (E), squared difference (2E), mean (E).
+    return 4 * elements + _affine(elements, stats, elements if scale else stats, scale, center)
+
+
+def group_norm(node, in_shapes, out_shapes):
+    """GroupNormalization: weighted moments per group, then the affine part."""
+    shape = in_shapes[0]
+    elements, channels = _elements(shape), shape[-1]
+    groups = int(node.config.get("groups", 32))
+    groups = channels if groups == -1 else groups
+    scale, center = node.config.get("scale", True), node.config.get("center", True)
+    # Weighted moments: 2 masks (2E), 3 sums (3(E - G)), weights + zeros (E),
+    # squared difference (2E); then rsqrt(var + eps) on G.
+    moments = 8 * elements - 3 * groups
+    inv = channels if scale else groups
+    return (moments + 3 * groups + (channels if scale else 0) + 2 * elements + inv
+            + (channels if center else inv))
+
+
+def unit_norm(node, in_shapes, out_shapes):
+    """UnitNormalization: `x * rsqrt(max(sum(x ** 2), eps))`."""
+    shape = in_shapes[0]
+    elements = _elements(shape)
+    reduced = _reduced_elements(shape, _norm_axes(node, shape))
+    # square (E), sum (E - R), maximum (R), rsqrt (2R), multiply (E)
+    return 3 * elements + 2 * reduced
 
 
 def normalization(node, in_shapes, out_shapes):
-    return 2 * _elements(out_shapes[0]) + in_shapes[0][-1]
+    """Normalization: `(x - mean) / max(sqrt(var), eps)`."""
+    shape = in_shapes[0]
+    return 2 * _elements(shape) + normalization.per_call(node, in_shapes, out_shapes)
+
+
+normalization.per_call = lambda node, in_shapes, out_shapes: _stat_elements(
+    in_shapes[0], _norm_axes(node, in_shapes[0]))
+
+
+def relu(node, in_shapes, out_shapes):
+    """The ReLU layer, as `backend.relu` builds it from `max_value`, `negative_slope`
+    and `threshold`."""
+    config = node.config
+    slope = float(config.get("negative_slope") or 0.0)
+    threshold = float(config.get("threshold") or 0.0)
+    max_value = config.get("max_value")
+    if slope and max_value is None and not threshold:
+        return 0  # one LeakyRelu op
+    count = 0
+    if slope:
+        count += 2 if threshold else 1  # negative part: relu(-x + threshold)
+        count += 2  # x -= slope * negative part
+    if threshold:
+        count += 2  # x * cast(x > threshold)
+    if max_value is not None and (threshold or float(max_value) != 6.0):
+        count += 2  # clip_by_value
+    return count * _elements(out_shapes[0])
+
+
+def elu(node, in_shapes, out_shapes):
+    """ELU: one Elu op, plus `where(x > 0, y, alpha * y)` when alpha is not 1."""
+    alpha = float(node.config.get("alpha", 1.0))
+    return 0 if alpha == 1.0 else 2 * _elements(out_shapes[0])
 
 
 def prelu(node, in_shapes, out_shapes):
+    """`relu(x) - alpha * relu(-x)`; `-alpha` is computed once per call."""
+    return 3 * _elements(out_shapes[0]) + prelu.per_call(node, in_shapes, out_shapes)
+
+
+def _prelu_alpha(node, in_shapes, out_shapes):
     shared = node.config.get("shared_axes") or ()
-    alpha = math.prod(1 if (i + 1) in shared else d for i, d in enumerate(in_shapes[0][1:]))
-    return 3 * _elements(out_shapes[0]) + alpha
+    return math.prod(1 if (i + 1) in shared else d for i, d in enumerate(in_shapes[0][1:]))
+
+
+prelu.per_call = _prelu_alpha
+
+
+def reduce_mean(node, in_shapes, out_shapes):
+    """`Mean`: one FLOP per input element."""
+    return _elements(in_shapes[0])
+
+
+def reduce_sum(node, in_shapes, out_shapes):
+    """`Sum`: n - 1 additions for each output element that sums n inputs."""
+    return _elements(in_shapes[0]) - _elements(out_shapes[0])
+
+
+def zero(node, in_shapes, out_shapes):
+    """A layer known to cost nothing (ReLU, reshapes, padding, max reductions)."""
+    return 0
 
 
 def merge(node, in_shapes, out_shapes):

@@ -17,6 +17,8 @@ process is ever deleted.
 import contextlib
 import json
 import os
+import re
+import secrets
 import socket
 import tempfile
 import threading
@@ -37,6 +39,17 @@ def _this_host():
     except OSError:
         boot = ""
     return f"{socket.gethostname()}/{boot}" if boot else socket.gethostname()
+
+
+def file_safe(text):
+    """`text` with every character but letters, digits, `_` and `-` replaced by `_`."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(text))
+
+
+def new_writer_id():
+    """A name no other process uses: host, pid and a random suffix."""
+    host = file_safe(socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def _pid_alive(pid):

@@ -37,3 +37,22 @@ def check_positive_int(name, value):
         raise ValueError(
                 f"Invalid `{name}`: expected a positive integer. Received: {name}={value!r}")
     return int(value)
+
+
+def check_shard(shard):
+    """Validates `shard`: None, or a pair `(i, n)` of ints with 0 <= i < n."""
+    if shard is None:
+        return None
+    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shard)
+            or not 0 <= shard[0] < shard[1]):
+        raise ValueError(f"Invalid `shard`: expected a pair (i, n) of ints with 0 <= i < n. "
+                         f"Received: shard={shard!r}")
+    return (int(shard[0]), int(shard[1]))
+
+
+def check_seed(seed):
+    """Checks that `seed` is a non-negative int and returns it."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"Invalid `seed`: expected a non-negative integer. Received: seed={seed!r}")
+    return int(seed)
