@@ -203,8 +203,9 @@ _OP_CASES.update({
 _SLICING_CASE = {"slicing": _op_case(lambda t: t[..., :2])}
 
 # Every Keras activation, as a layer.
+# Every Keras activation of the flavour, as a layer.
 _ACTIVATION_CASES = {f"activation_{name}": _single((8, 8, 4), lambda name=name: L.Activation(name))
-                     for name in formulas.ACTIVATION_FLOPS}
+                     for name in formulas.ACTIVATION_FLOPS if hasattr(keras.activations, name)}
 
 _ALL_LAYER_BUILDERS = {**_LAYER_CASES, **_OP_CASES, **_SLICING_CASE, **_ACTIVATION_CASES}
 _LAYER_PARAMS = list(_ALL_LAYER_BUILDERS)
