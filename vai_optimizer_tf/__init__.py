@@ -31,6 +31,8 @@ from vai_optimizer_tf.groups.channel_group import ChannelGroup
 from vai_optimizer_tf.runners.iterative_runner import IterativePruningRunner
 from vai_optimizer_tf.runners.one_step_runner import OneStepPruningRunner
 from vai_optimizer_tf.masks.channel_mask import ChannelMask
+# Registers the Keras 3 ChannelMask, so sparse Keras 3 files load after `import vai_optimizer_tf`.
+from vai_optimizer_tf.masks import keras3_channel_mask  # noqa: F401  isort: skip
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
 from vai_optimizer_tf.search.adaptive_bn import adaptive_bn

@@ -36,6 +36,16 @@ class ModelAdapter(abc.ABC):
     flavour = None
     mask_class = None
 
+    @staticmethod
+    @abc.abstractmethod
+    def io_names(model):
+        """`(input names, output names)` of a model of this flavour.
+
+        Inputs are named after their `InputLayer`, outputs after the layer
+        (or nested model) that produces them, in `model.inputs` and
+        `model.outputs` order.
+        """
+
     # Reading -----------------------------------------------------------------
 
     @abc.abstractmethod

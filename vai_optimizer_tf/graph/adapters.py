@@ -60,3 +60,16 @@ def adapter_for(model, input_signature=None):
             "(`import keras`, or `tf.keras` in TensorFlow 2.16+) Sequential or Functional "
             f"model. Received: model of type {type(model).__module__}.{type(model).__name__}")
     return adapter_class(flavour)(model, input_signature)
+
+
+def io_names(model):
+    """`(input names, output names)` of a tf_keras or Keras 3 model.
+
+    Raises:
+      UnsupportedModelError: for objects that are no Keras model.
+    """
+    flavour = flavour_of(model)
+    if flavour is None:
+        raise errors.UnsupportedModelError(
+            f"Expected a tf_keras or Keras 3 model. Received: {type(model).__name__}")
+    return adapter_class(flavour).io_names(model)

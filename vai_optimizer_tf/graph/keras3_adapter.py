@@ -224,6 +224,13 @@ class Keras3Adapter(ModelAdapter):
     flavour = "keras3"
     mask_class = keras3_channel_mask.ChannelMask
 
+    @staticmethod
+    def io_names(model):
+        """`(input names, output names)` of a Keras 3 model (Sequential ones have no
+        `output_names`)."""
+        return ([t._keras_history[0].name for t in model.inputs],
+                [t._keras_history[0].name for t in model.outputs])
+
     def __init__(self, model, input_signature=None):
         _check_model(model)
         self.source_model = model

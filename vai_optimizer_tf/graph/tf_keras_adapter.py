@@ -193,6 +193,13 @@ class TfKerasAdapter(ModelAdapter):
     flavour = "tf_keras"
     mask_class = channel_mask.ChannelMask
 
+    @staticmethod
+    def io_names(model):
+        """`(input names, output names)` of a tf_keras model."""
+        inputs = list(getattr(model, "input_names", None)
+                      or [t.name.split(":")[0] for t in model.inputs])
+        return inputs, list(model.output_names)
+
     def __init__(self, model, input_signature=None):
         _check_model(model)
         self.source_model = model
