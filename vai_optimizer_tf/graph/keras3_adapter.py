@@ -114,6 +114,21 @@ def _strip_masks(config):
     return config
 
 
+def _without_build_configs(value):
+    """`value` with the `build_config` of every serialized layer in it removed.
+
+    Keras 3 builds a deserialized layer with the input shape its
+    `build_config` records (a wrapped layer too); after pruning that shape is
+    wrong, so layers are left to build when the rebuilt graph calls them.
+    """
+    if isinstance(value, dict):
+        return {k: _without_build_configs(v) for k, v in value.items()
+                if not (k == "build_config" and "class_name" in value)}
+    if isinstance(value, list):
+        return [_without_build_configs(v) for v in value]
+    return value
+
+
 def _per_step(shape):
     """A `TimeDistributed` tensor shape without its time axis."""
     return (shape[0],) + tuple(shape[2:])
@@ -477,11 +492,11 @@ class Keras3Adapter(ModelAdapter):
                               layer_classes)
                 self._rewrite_nested_inputs(entry, path, tensor_shapes)
             elif path in layer_configs:
-                entry["config"] = copy.deepcopy(layer_configs[path])
+                entry["config"] = _without_build_configs(copy.deepcopy(layer_configs[path]))
             else:
                 # A model read from a sparse model is rebuilt without its masks
                 # unless the caller passes masked configs.
-                entry["config"] = _strip_masks(entry["config"])
+                entry["config"] = _without_build_configs(_strip_masks(entry["config"]))
 
     def _rewrite_calls(self, model_config, call_rewrites):
         for node_name, fn in call_rewrites.items():

@@ -159,8 +159,9 @@ OP_FUNCTIONS = {
     numpy_ops.TrueDivide: ("math.truediv", None),
     numpy_ops.DivideNoNan: ("math.divide_no_nan", None),
     numpy_ops.Power: ("math.pow", None),
-    numpy_ops.Absolute: ("math.abs", None),
-    numpy_ops.Abs: ("math.abs", None),
+    numpy_ops.FloorDivide: ("compat.v1.floor_div", None),
+    numpy_ops.Mod: ("math.floormod", None),
+    numpy_ops.Absolute: ("math.abs", None),  # and its subclass Abs
     numpy_ops.Negative: ("math.negative", None),
     numpy_ops.Square: ("math.square", None),
     numpy_ops.Exp: ("math.exp", None),
