@@ -1,7 +1,8 @@
 """vai_optimizer_tf: channel pruning for Keras / TensorFlow 2.
 
-Removes whole channels from trained tf_keras models, so the pruned model is
-really smaller and faster on any hardware.
+Removes whole channels from trained Keras models, tf_keras (Keras 2) and
+Keras 3 (`import keras`, or `tf.keras` in TensorFlow 2.16+) alike, so the
+pruned model is really smaller and faster on any hardware.
 
 Example:
 

@@ -429,6 +429,7 @@ class Keras3Adapter(ModelAdapter):
         return objects
 
     def _from_config(self, model, config):
+        config = copy.deepcopy(config)  # Keras 3's from_config pops keys from it
         objects = self.custom_objects()
         # The config comes from the model in memory, not from a file, so its
         # Lambda layers are the user's own code: safe mode would only refuse them.

@@ -33,7 +33,7 @@ class IterativePruningRunner(PruningRunner):
     model passed in is never modified.
 
     Args:
-      model: A tf_keras Sequential or Functional model, nested models and
+      model: A tf_keras or Keras 3 Sequential or Functional model, nested models and
         shared layers included.
       input_signature: Optional `tf.TensorSpec` (or list, one per input) for
         models whose input shape is not fully defined, e.g.
@@ -212,7 +212,7 @@ class IterativePruningRunner(PruningRunner):
             Defaults to `"sparse"`.
 
         Returns:
-          A new tf_keras model (uncompiled).
+          A new model of the runner's model's Keras flavour (uncompiled).
 
         Raises:
           ValueError: for bad arguments or an unreachable target, or for a
