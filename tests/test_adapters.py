@@ -124,3 +124,27 @@ def test_io_names_are_the_input_and_output_layers(flavour):
 
     assert adapters.io_names(model) == (["image", "meta"], ["logits", "score"])
     assert adapters.io_names(sequential)[1] == ["scores"]
+
+
+@pytest.mark.parametrize("flavour", list(ADAPTERS))
+def test_rebuilt_copies_compile_like_the_source_with_a_fresh_optimizer(flavour):
+    keras = adapters.keras_module(flavour)
+    model = _tiny(keras)
+    model.compile(keras.optimizers.Adam(0.003), "mse", metrics=["mae"])
+    adapter = adapters.adapter_for(model)
+
+    copy = adapter.rebuild()
+    assert adapter.compile_like_source(copy)
+
+    assert copy.optimizer is not model.optimizer
+    assert type(copy.optimizer) is type(model.optimizer)
+    assert float(copy.optimizer.learning_rate.numpy()) == pytest.approx(0.003)
+    x, y = np.ones((4, 4, 4, 3), "float32"), np.zeros((4, 4, 4, 2), "float32")
+    np.testing.assert_allclose(copy.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("flavour", list(ADAPTERS))
+def test_an_uncompiled_source_leaves_its_copies_uncompiled(flavour):
+    adapter = adapters.adapter_for(_tiny(adapters.keras_module(flavour)))
+    assert adapter.compile_like_source(adapter.rebuild()) is False
