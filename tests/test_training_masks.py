@@ -450,35 +450,45 @@ class TestSaveAndReload:
         assert_pruned_slices_zero(unpruned, spec)
         assert_slim_equals_sparse(runner, spec, unpruned, data[0])
 
-    @pytest.mark.parametrize("filename", ["sparse.keras", "sparse.h5"])
-    def test_fresh_process_needs_the_library_imported(self, keras, trained, data, tmp_path,
-                                                      filename):
-        path = str(tmp_path / filename)
-        trained.save(path)
+    def test_fresh_process_needs_the_library_imported(self, keras, trained, data, tmp_path):
+        # Both formats in one pair of processes (each imports TensorFlow): one without
+        # the library, where each load must fail on the unknown ChannelMask, one with it.
+        paths = [str(tmp_path / name) for name in ("sparse.keras", "sparse.h5")]
+        for path in paths:
+            trained.save(path)
+        with zipfile.ZipFile(paths[0]) as archive:
+            assert "ChannelMask" in archive.read("config.json").decode()
+        with h5py.File(paths[1]) as archive:
+            assert "ChannelMask" in archive.attrs["model_config"]
         x_path = str(tmp_path / "x.npy")
         np.save(x_path, data[0])
-        if filename.endswith(".keras"):
-            with zipfile.ZipFile(path) as archive:
-                assert "ChannelMask" in archive.read("config.json").decode()
-        else:
-            with h5py.File(path) as archive:
-                assert "ChannelMask" in archive.attrs["model_config"]
 
-        out_path = str(tmp_path / "y.npy")
         module = keras.__name__  # the flavour's own loader: tf_keras, or keras
-        without, with_library = _run_python_scripts(  # in parallel: each imports TensorFlow
-            f"import {module}; {module}.models.load_model({path!r})",
+        outputs = [str(tmp_path / f"y{i}.npy") for i in range(len(paths))]
+        without, with_library = _run_python_scripts(  # in parallel
+            f"import json, {module}\n"
+            "errors = []\n"
+            f"for path in {paths!r}:\n"
+            "    try:\n"
+            f"        {module}.models.load_model(path)\n"
+            "        errors.append(None)\n"
+            "    except Exception as e:\n"
+            "        errors.append(str(e))\n"
+            "print(json.dumps(errors))",
             f"import numpy as np, {module}, vai_optimizer_tf\n"
-            f"m = {module}.models.load_model({path!r})\n"
-            f"np.save({out_path!r}, m(np.load({x_path!r}), training=False).numpy())\n"
-            "print(type(m.get_layer('conv2').kernel.constraint).__name__)")
+            f"for path, out in zip({paths!r}, {outputs!r}):\n"
+            f"    m = {module}.models.load_model(path)\n"
+            f"    np.save(out, m(np.load({x_path!r}), training=False).numpy())\n"
+            "    print(type(m.get_layer('conv2').kernel.constraint).__name__)")
 
-        assert without.returncode != 0
-        assert "ChannelMask" in without.stderr
+        assert without.returncode == 0, without.stderr[-3000:]
+        errors = json.loads(without.stdout.strip().splitlines()[-1])
+        assert all(error is not None and "ChannelMask" in error for error in errors), errors
         assert with_library.returncode == 0, with_library.stderr[-3000:]
-        assert with_library.stdout.split()[-1] == "ChannelMask"
-        np.testing.assert_allclose(np.load(out_path), model_utils.outputs(trained, data[0])[0],
-                                   rtol=0, atol=1e-6)
+        assert with_library.stdout.split()[-2:] == ["ChannelMask", "ChannelMask"]
+        for out in outputs:
+            np.testing.assert_allclose(np.load(out), model_utils.outputs(trained, data[0])[0],
+                                       rtol=0, atol=1e-6)
 
 
 def _run_python_scripts(*scripts):

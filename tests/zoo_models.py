@@ -11,12 +11,13 @@ the outputs. They output logits (``classifier_activation=None``): with random
 weights the softmax of 1000 classes is nearly uniform (VGG16's probabilities
 are all 1e-3 +- 4e-7), which would hide any difference between two models.
 
-The tf_keras zoo is the eight models of the core issue. The Keras 3 zoo is
-five of them, chosen to cover every pattern of the eight (residual adds,
-depthwise convs, squeeze-excite with Reshape and Multiply, concatenations,
-Rescaling and Normalization), plus MobileNetV3Small for `keras.ops` calls
-(`x + 3.0`, `x * (1 / 6)`) inside an application; all eight pass in
-`benchmarks/zoo.py --flavour keras3`, see docs/model_zoo.md.
+The tf_keras zoo is the eight models of the core issue. The Keras 3 zoo, to
+keep the suite's time, is four models covering most patterns of the eight
+(residual adds, depthwise convs, squeeze-excite with Reshape and Multiply,
+Rescaling and Normalization, `keras.ops` calls such as `x + 3.0` inside
+MobileNetV3Small; concatenations are covered by the pattern and property
+tests); all eight pass in
+`benchmarks/zoo.py --flavours keras3`, see docs/model_zoo.md.
 """
 
 import dataclasses
@@ -46,7 +47,7 @@ ZOO = {
 ZOO_BY_FLAVOUR = {
     "tf_keras": ("ResNet50", "MobileNet", "MobileNetV2", "VGG16", "DenseNet121", "InceptionV3",
                  "Xception", "EfficientNetB0"),
-    "keras3": ("ResNet50", "MobileNetV2", "DenseNet121", "EfficientNetB0", "MobileNetV3Small"),
+    "keras3": ("ResNet50", "MobileNetV2", "EfficientNetB0", "MobileNetV3Small"),
 }
 # `(flavour, name)` pairs, for parametrized tests.
 ZOO_CASES = [(flavour, name) for flavour, names in ZOO_BY_FLAVOUR.items() for name in names]
