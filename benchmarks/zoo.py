@@ -1,4 +1,4 @@
-"""Uniform channel pruning of tf_keras.applications models, one table row each.
+"""Uniform channel pruning of `applications` models of tf_keras and Keras 3, one row each.
 
 Every model is built with ``weights=None`` and logits outputs
 (``classifier_activation=None``) at a small input size, gets random
@@ -15,11 +15,17 @@ A model passes when the slim model matches the sparse one within 1e-4
 (relative) and has at least 25% fewer FLOPs, and the sparse model differs
 from the original (else the comparison proves nothing).
 
+The *flavour* column says which Keras built the model: `tf_keras`
+(`tf_keras.applications`) or `keras3` (Keras 3's `keras.applications`, which
+is `tf.keras.applications` in TensorFlow 2.16+). Each model is run with every
+flavour asked for that has the constructor.
+
 Example:
 
 ```
-python benchmarks/zoo.py                          # every constructor, default sizes
-python benchmarks/zoo.py --models required        # the 8 models of tests/test_zoo.py
+python benchmarks/zoo.py                          # every constructor, both flavours
+python benchmarks/zoo.py --models required        # the 8 models of the core issue
+python benchmarks/zoo.py --flavours keras3 --models required
 python benchmarks/zoo.py --models ResNet50 VGG19 --size 96 --channel_divisible 8
 ```
 """
@@ -37,12 +43,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
 
 import vai_optimizer_tf as vot  # noqa: E402
 
-# The profiler wrapper and BN randomization are the test suite's helpers.
+# The profiler wrapper, the flavours and BN randomization are the test suite's helpers.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from flavours import FLAVOURS  # noqa: E402
 from model_utils import (max_relative_difference, random_inputs,  # noqa: E402
                          randomize_batch_norm)
 from profiler_flops import profiler_flops  # noqa: E402
@@ -60,15 +66,21 @@ DEFAULT_SIZE = 64
 MAX_DIFFERENCE = 1e-4
 MIN_REDUCTION = 0.25
 
-COLUMNS = ("model", "size", "groups", "prunable", "FLOPs before", "FLOPs after",
+COLUMNS = ("model", "flavour", "size", "groups", "prunable", "FLOPs before", "FLOPs after",
            "fewer FLOPs", "stat vs profiler", "params before", "params after",
            "max rel diff", "slim build s", "result")
 
 
-def all_constructors():
-    """Names of the model constructors in tf_keras.applications, REQUIRED first."""
-    names = sorted(name for name in dir(keras.applications)
-                   if name[:1].isupper() and callable(getattr(keras.applications, name)))
+def constructors(flavour):
+    """Names of the model constructors in a flavour's `applications`."""
+    applications = FLAVOURS[flavour].applications
+    return {name for name in dir(applications)
+            if name[:1].isupper() and callable(getattr(applications, name))}
+
+
+def all_constructors(flavours):
+    """Names of the model constructors of any of `flavours`, REQUIRED first."""
+    names = sorted(set().union(*(constructors(f) for f in flavours)))
     return list(REQUIRED) + [n for n in names if n not in REQUIRED]
 
 
@@ -94,13 +106,14 @@ def _short_error(error, limit=160):
     return f"{type(error).__name__}: {text}"
 
 
-def run_model(name, size, sparsity, channel_divisible, profile):
-    """Prunes one model and returns its row as a dict (keys from COLUMNS).
+def run_model(name, flavour, size, sparsity, channel_divisible, profile):
+    """Prunes one model of one flavour and returns its row as a dict (keys from COLUMNS).
 
     Errors are caught and put in the row's "result", prefixed by the step
     that raised, so one failing model never stops the run.
     """
-    row = {"model": name, "size": size}
+    keras = FLAVOURS[flavour]
+    row = {"model": name, "flavour": flavour, "size": size}
     step = "build"
     try:
         constructor = getattr(keras.applications, name)
@@ -180,9 +193,11 @@ def format_row(row):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["all"],
-                        help="Model constructor names, or 'required' (the 8 of "
-                             "tests/test_zoo.py) or 'all' (every constructor). "
-                             "Defaults to all.")
+                        help="Model constructor names, or 'required' (the 8 models of the "
+                             "core issue) or 'all' (every constructor). Defaults to all.")
+    parser.add_argument("--flavours", nargs="+", default=list(FLAVOURS),
+                        choices=list(FLAVOURS),
+                        help="Keras flavours to build the models with. Defaults to both.")
     parser.add_argument("--size", type=int, default=None,
                         help="Square input size for every model. Defaults to "
                              f"{DEFAULT_SIZE}, or {SIZES} for those models.")
@@ -209,11 +224,11 @@ def parse_args(argv=None):
     return args
 
 
-def _selected_models(requested):
+def _selected_models(requested, flavours):
     names = []
     for item in requested:
         if item == "all":
-            names.extend(all_constructors())
+            names.extend(all_constructors(flavours))
         elif item == "required":
             names.extend(REQUIRED)
         else:
@@ -224,8 +239,9 @@ def _selected_models(requested):
 def main(argv=None):
     args = parse_args(argv)
     tf.get_logger().setLevel("ERROR")
-    names = _selected_models(args.models)
-    print(f"# vai_optimizer_tf {vot.__version__}, tensorflow {tf.__version__}, "
+    names = _selected_models(args.models, args.flavours)
+    versions = ", ".join(f"{f} {FLAVOURS[f].__version__}" for f in args.flavours)
+    print(f"# vai_optimizer_tf {vot.__version__}, tensorflow {tf.__version__}, {versions}, "
           f"{datetime.date.today()}, {platform.machine()} {os.cpu_count()} CPU cores; "
           f"sparsity={args.sparsity}, channel_divisible={args.channel_divisible}, "
           f"FLOP reduction by {'analytic stat' if args.no_profile else 'TF profiler'}")
@@ -234,18 +250,23 @@ def main(argv=None):
     rows = []
     for name in names:
         size = args.size or SIZES.get(name, DEFAULT_SIZE)
-        row = run_model(name, size, args.sparsity, args.channel_divisible,
-                        profile=not args.no_profile)
-        rows.append(row)
-        print(format_row(row), flush=True)
+        for flavour in args.flavours:
+            if name not in constructors(flavour):
+                continue
+            row = run_model(name, flavour, size, args.sparsity, args.channel_divisible,
+                            profile=not args.no_profile)
+            rows.append(row)
+            print(format_row(row), flush=True)
     if args.reasons:
         print()
         for row in rows:
             if row.get("blocked"):
-                print(f"- {row['model']}: {row['blocked']}")
-    passing = sum(row["passed"] for row in rows)
-    print(f"models passing (diff<={MAX_DIFFERENCE:g}, >={MIN_REDUCTION:.0%} fewer FLOPs): "
-          f"{passing}/{len(rows)}")
+                print(f"- {row['model']} ({row['flavour']}): {row['blocked']}")
+    for flavour in args.flavours:
+        mine = [row for row in rows if row["flavour"] == flavour]
+        passing = sum(row["passed"] for row in mine)
+        print(f"{flavour}: models passing (diff<={MAX_DIFFERENCE:g}, >={MIN_REDUCTION:.0%} "
+              f"fewer FLOPs): {passing}/{len(mine)}")
     return 0
 
 

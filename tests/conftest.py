@@ -11,6 +11,13 @@ import tensorflow as tf  # noqa: E402
 tf.get_logger().setLevel("ERROR")
 
 
+@pytest.fixture(params=["tf_keras", "keras3"])
+def keras(request):
+    """The Keras flavour under test: the `tf_keras` module, then Keras 3's `keras`."""
+    from tests.flavours import FLAVOURS
+    return FLAVOURS[request.param]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     np.random.seed(0)

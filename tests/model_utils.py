@@ -1,7 +1,11 @@
-"""Helpers for tests: random BN statistics and output comparison."""
+"""Helpers for tests: random BN statistics and output comparison, for either Keras flavour."""
 
+import keras as keras3
 import numpy as np
-import tf_keras as keras
+import tf_keras
+
+_BATCH_NORMS = (tf_keras.layers.BatchNormalization, keras3.layers.BatchNormalization)
+_MODELS = (tf_keras.Model, keras3.Model)
 
 
 def randomize_batch_norm(model, seed=0):
@@ -14,7 +18,7 @@ def randomize_batch_norm(model, seed=0):
     ranges = {"gamma": (0.5, 1.5), "beta": (-0.2, 0.2), "moving_mean": (-0.2, 0.2),
               "moving_variance": (0.5, 1.5)}
     for layer in leaf_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, _BATCH_NORMS):
             values = []
             for var, value in zip(layer.weights, layer.get_weights()):
                 name = var.name.split("/")[-1].split(":")[0]
@@ -27,7 +31,7 @@ def randomize_batch_norm(model, seed=0):
 def leaf_layers(model):
     """Every layer of `model`, nested models opened."""
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, _MODELS):
             yield from leaf_layers(layer)
         else:
             yield layer
@@ -44,7 +48,7 @@ def randomize_weights(model, seed=0):
     randomize_batch_norm(model, seed)
     rs = np.random.RandomState(seed + 1)
     for layer in leaf_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization) or not layer.weights:
+        if isinstance(layer, _BATCH_NORMS) or not layer.weights:
             continue
         values = []
         for var, value in zip(layer.weights, layer.get_weights()):

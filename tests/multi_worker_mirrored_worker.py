@@ -36,10 +36,10 @@ from tests.test_training_masks import gated_net, loss_fn, training_data  # noqa:
 
 def main():
     spec_path, weights_path = sys.argv[1], sys.argv[2]
-    runner = vot.IterativePruningRunner(gated_net(), workspace=os.path.dirname(spec_path))
+    runner = vot.IterativePruningRunner(gated_net(keras), workspace=os.path.dirname(spec_path))
     with STRATEGY.scope():
         sparse = runner.get_sparse_model(spec_path)
-        sparse.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss_fn())
+        sparse.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss_fn(keras))
     x, y = training_data()
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

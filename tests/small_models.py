@@ -1,12 +1,15 @@
 """Small deterministic models shared by several test files."""
 
-import tf_keras as keras
+import tf_keras
 
 from tests import model_utils
 
 
-def small_resnet(seed=0, name="small_resnet", width=8, blocks=2):
-    """A ResNet-style net: stem, `blocks` residual blocks, a head. Same weights per seed."""
+def small_resnet(seed=0, name="small_resnet", width=8, blocks=2, keras=tf_keras):
+    """A ResNet-style net: stem, `blocks` residual blocks, a head. Same weights per seed.
+
+    `keras` is the flavour's module: `tf_keras` (the default) or Keras 3's `keras`.
+    """
     keras.utils.set_random_seed(seed)
     x = inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(width, 3, padding="same", name="stem")(x)

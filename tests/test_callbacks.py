@@ -7,7 +7,9 @@ back from the weights: a pruned channel has an all-zero producer kernel.
 
 The model is `small_resnet` (16x16 inputs) with four prunable groups: `stem`
 (8 channels, shared by the residual adds), `b0_conv1` and `b1_conv1` (16) and
-`expand` (32). 32 samples at batch 8 make 4 steps per epoch.
+`expand` (32). 32 samples at batch 8 make 4 steps per epoch. The callbacks
+are specified on tf_keras models; `TestKeras3Fit` checks that the same
+callbacks drive Keras 3's `fit` too.
 """
 
 import glob
@@ -20,6 +22,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
+import keras as keras3
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
@@ -446,3 +449,49 @@ class TestErrors:
     def test_other_callbacks_check_their_arguments(self, runner, make_callback, message):
         with pytest.raises(ValueError, match=message):
             make_callback(runner)
+
+
+@pytest.fixture(scope="module")
+def keras3_runner(tmp_path_factory):
+    """A runner of the Keras 3 build of `small_resnet`."""
+    return vot.IterativePruningRunner(small_resnet(keras=keras3),
+                                      workspace=str(tmp_path_factory.mktemp("ws_keras3")))
+
+
+class TestKeras3Fit:
+    """The same callback classes in Keras 3's `fit`."""
+
+    def test_callbacks_are_callbacks_of_both_flavours(self, keras3_runner, tmp_path):
+        for callback in (vot.callbacks.GradualChannelPruning(keras3_runner, polynomial()),
+                         vot.callbacks.ChannelPruningSummaries(keras3_runner, str(tmp_path)),
+                         vot.callbacks.SlimModelExport(keras3_runner, str(tmp_path / "s.keras"))):
+            assert isinstance(callback, keras3.callbacks.Callback)
+            assert isinstance(callback, keras.callbacks.Callback)
+
+    def test_gradual_pruning_summaries_and_export_in_keras3_fit(self, keras3_runner, data,
+                                                                  tmp_path):
+        runner = keras3_runner
+        sparse = runner.get_sparse_model(runner.uniform_spec(0.0))
+        sparse.compile(keras3.optimizers.Adam(0.01),
+                       keras3.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       steps_per_execution=2)
+        path, log_dir = str(tmp_path / "slim.keras"), str(tmp_path / "logs")
+        seen = []
+        record = keras3.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: seen.append(kept_from_masks(runner, sparse)))
+        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5, 6)),
+                           vot.callbacks.ChannelPruningSummaries(runner, log_dir,
+                                                                 update_freq=2),
+                           vot.callbacks.SlimModelExport(runner, path), record], epochs=3)
+
+        assert int(sparse.optimizer.iterations.numpy()) == 12
+        for before, after in zip(seen, seen[1:]):
+            assert_nested(before, after)
+        assert kept_from_masks(runner, sparse) == alive_from_weights(sparse)
+        slim = keras3.models.load_model(path)
+        assert abs(measured_reduction(runner, slim) - 0.5) <= RATIO_POINTS
+        assert_slim_equals_sparse(slim, sparse, data[0])
+        scalars = read_scalars(log_dir)
+        assert scalars["pruning/flops_reduction"][-1][1] == pytest.approx(
+            measured_reduction(runner, slim), abs=1e-5)
+        assert [step for step, _ in scalars["pruning/params"]] == [2, 4, 6, 8, 10, 12]

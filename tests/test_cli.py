@@ -14,13 +14,15 @@ import re
 import subprocess
 import sys
 
+import keras as keras3
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from vai_optimizer_tf import datasets
-from vai_optimizer_tf.cli import tf_logging
+from vai_optimizer_tf.cli import loading, tf_logging
 from vai_optimizer_tf.cli.main import main as cli_main
 from vai_optimizer_tf.cli.flags import FLAGS
 
@@ -56,7 +58,7 @@ NOT_A_FUNCTION = 3
 '''
 
 
-def _tiny_model():
+def _tiny_model(keras=keras):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((28, 28, 1), name="image")
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv1")(inputs)
@@ -451,6 +453,86 @@ def test_an_unknown_custom_class_is_one_short_line(tmp_path, monkeypatch, capsys
                    "custom constraint '_UnregisteredConstraint'. Register it with "
                    "keras.saving.register_keras_serializable in a module you pass as --eval_fn "
                    "or --train_fn (they are imported before the model).\n")
+
+
+# Keras 3 models ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keras3_flow(tmp_path_factory):
+    """The Vitis flow in-process on a Keras 3 model saved by Keras 3: the CLI's outputs."""
+    root = tmp_path_factory.mktemp("cli_keras3")
+    (x_train, y_train), _ = datasets.load_mnist_5k()
+    model = _tiny_model(keras3)
+    model.compile(keras3.optimizers.Adam(3e-3),
+                  keras3.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x_train[:1000], y_train[:1000], batch_size=64, epochs=1, verbose=0)
+    model.save(root / "base.keras")
+    common = ["--workspace=ws", "--output_dir=out"]
+    steps = [
+        ["--action=ana", "--model=base.keras", "--dataset=mnist_5k", "--eval_samples=200",
+         "--ana_ratios=0.5"],
+        ["--action=prune", "--model=base.keras", "--ratio=0.4"],
+        ["--action=finetune", "--model=out/sparse.keras", "--dataset=mnist_5k",
+         "--train_samples=256"],
+        ["--action=transform", "--model=out/finetuned.keras"],
+        ["--action=export", "--model=out/slim.keras", "--output_dir=deploy",
+         "--formats=keras,saved_model,tflite"],
+    ]
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for argv in steps:
+            status = cli_main(["vai_p_tf2", *common, *argv])
+            assert status == 0, f"{argv[0]} failed with status {status}"
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def test_keras3_files_are_pruned_with_keras3_and_stay_keras3(keras3_flow):
+    root = keras3_flow
+    tuned = keras3.models.load_model(root / "out" / "finetuned.keras")
+    slim = keras3.models.load_model(root / "out" / "slim.keras")
+    assert isinstance(tuned, keras3.Model) and isinstance(slim, keras3.Model)
+    assert slim.count_params() < tuned.count_params()
+    x = np.random.RandomState(0).rand(8, 28, 28, 1).astype("float32")
+    np.testing.assert_allclose(slim.predict(x, verbose=0), tuned.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    serve = tf.saved_model.load(str(root / "deploy" / "tiny_saved_model")).signatures[
+        "serving_default"]
+    np.testing.assert_allclose(serve(image=tf.constant(x))["logits"].numpy(),
+                               slim.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    assert (root / "deploy" / "tiny.tflite").exists()
+
+
+def test_stat_reads_a_keras3_file(keras3_flow, monkeypatch, capsys):
+    monkeypatch.chdir(keras3_flow)
+    status, out, err = _run(["--action=stat", "--model=out/slim.keras"], capsys)
+    assert status == 0, err
+    slim = keras3.models.load_model(keras3_flow / "out" / "slim.keras")
+    assert f"total: {vot.stat(slim).flops:,} FLOPs" in out
+
+
+def test_the_flavour_of_each_saved_file_is_detected(project, keras3_flow, tmp_path):
+    k3 = keras3.models.load_model(keras3_flow / "base.keras")
+    k3.save(tmp_path / "k3.h5")
+    tfk = keras.models.load_model(project / "base.keras")
+    tfk.save(tmp_path / "tfk.h5")
+    tfk.save(tmp_path / "tfk_saved_model", save_format="tf")
+    assert [loading.saved_flavour(str(p)) for p in (
+        project / "base.keras", tmp_path / "tfk.h5", tmp_path / "tfk_saved_model",
+        keras3_flow / "base.keras", tmp_path / "k3.h5")] == [
+            "tf_keras", "tf_keras", "tf_keras", "keras3", "keras3"]
+    assert isinstance(loading.load_model(str(tmp_path / "k3.h5")), keras3.Model)
+    assert isinstance(loading.load_model(str(tmp_path / "tfk.h5")), keras.Model)
+
+
+def test_a_keras3_serving_export_is_refused_with_the_keras_file_to_pass(keras3_flow,
+                                                                         monkeypatch, capsys):
+    monkeypatch.chdir(keras3_flow)
+    status, _, err = _run(["--action=stat", "--model=deploy/tiny_saved_model"], capsys)
+    assert status == 1
+    assert "SavedModel for serving" in err and "pass the model's .keras file" in err
 
 
 class TestTensorFlowLogFilter:

@@ -62,6 +62,24 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
         exec(compile(block, f"{name} docstring", "exec"), namespace)
 
 
+def _flavour_objects():
+    from vai_optimizer_tf.callbacks.pruning_callback import PruningCallback
+    from vai_optimizer_tf.masks import keras3_channel_mask
+    return {"PruningCallback": PruningCallback,
+            "keras3 ChannelMask": keras3_channel_mask.ChannelMask}
+
+
+@pytest.mark.parametrize("name", ["PruningCallback", "keras3 ChannelMask"])
+def test_flavour_docstring_examples_run(name, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.chdir(tmp_path)
+    blocks = python_blocks(_flavour_objects()[name].__doc__.replace("\n    ", "\n"))
+    assert blocks, f"{name} has no ```python example"
+    for block in blocks:
+        exec(compile(block, f"{name} docstring", "exec"), {"tf": tf})
+
+
 def layer_support_names(table):
     """Class names in the first column of the layer support table, whole words.
 
@@ -89,11 +107,13 @@ def test_layer_support_names_are_whole_names():
     assert "Conv2D" not in names
 
 
-def test_layer_support_table_lists_every_registered_class():
+@pytest.mark.parametrize("package", ["tf_keras.", "keras."])
+def test_layer_support_table_lists_every_registered_class(package):
+    from vai_optimizer_tf.graph import keras3_adapter  # noqa: F401  (registers entries)
     from vai_optimizer_tf.graph import tf_keras_adapter  # noqa: F401  (registers entries)
     from vai_optimizer_tf.graph.registry import REGISTRY
 
     names = layer_support_names(open(os.path.join(ROOT, "docs", "layer_support.md")).read())
     missing = [cls.__name__ for cls in REGISTRY.registered_classes()
-               if cls.__module__.startswith("tf_keras") and cls.__name__ not in names]
+               if cls.__module__.startswith(package) and cls.__name__ not in names]
     assert not missing, f"docs/layer_support.md does not list {missing}"

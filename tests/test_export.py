@@ -1,9 +1,11 @@
-"""Export formats, checked the way their users check them.
+"""Export formats, checked the way their users check them, for both Keras flavours.
 
 The Keras files, the SavedModel, the frozen graph and the TFLite models are
-written once (module fixtures) and then read back in a fresh Python process
-that does not import vai_optimizer_tf, with TensorFlow's own loaders only
-(`tf_keras.models.load_model`, `tf.saved_model.load`,
+written once per flavour (module fixtures, parametrized by the module's
+`keras` fixture: tf_keras, then Keras 3) and then read back in a fresh Python
+process that does not import vai_optimizer_tf, with the loaders of
+TensorFlow and of the flavour's Keras only (`tf_keras.models.load_model` or
+`keras.models.load_model`, `tf.saved_model.load`,
 `tf.compat.v1.import_graph_def`, `tf.lite.Interpreter`). Their outputs are
 compared with the slim Keras model's in this process.
 """
@@ -17,16 +19,22 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
 
 import vai_optimizer_tf as vot
+from tests.flavours import FLAVOURS
 from vai_optimizer_tf import datasets, errors, export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
 
-def _convnet():
+@pytest.fixture(scope="module", params=list(FLAVOURS))
+def keras(request):
+    """The Keras flavour of the module's fixtures: tf_keras, then Keras 3."""
+    return FLAVOURS[request.param]
+
+
+def _convnet(keras):
     """A small ResNet-style classifier for 28x28x1 images."""
     x = inputs = keras.Input((28, 28, 1), name="image")
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="stem")(x)
@@ -41,7 +49,7 @@ def _convnet():
     return keras.Model(inputs, outputs, name="convnet")
 
 
-def _two_in_two_out():
+def _two_in_two_out(keras):
     image = keras.Input((8, 8, 3), name="image")
     meta = keras.Input((5,), name="meta")
     x = keras.layers.Conv2D(6, 3, activation="relu", name="conv")(image)
@@ -59,11 +67,11 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def slim(data, tmp_path_factory):
+def slim(keras, data, tmp_path_factory):
     """The slim model of a trained convnet pruned by half with channel_divisible=4."""
     x_train, y_train, _, _ = data
     keras.utils.set_random_seed(0)
-    model = _convnet()
+    model = _convnet(keras)
     model.compile(keras.optimizers.Adam(3e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x_train, y_train, batch_size=64, epochs=2, verbose=0)
@@ -74,7 +82,7 @@ def slim(data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exported(slim, data, tmp_path_factory):
+def exported(keras, slim, data, tmp_path_factory):
     """Every format of the slim model (and a two-input, two-output model), written once."""
     _, _, x_test, _ = data
     root = tmp_path_factory.mktemp("export")
@@ -84,7 +92,7 @@ def exported(slim, data, tmp_path_factory):
         print_fn=lines.append)
     paths["saved_model_batch4"] = str(root / "batch4")
     export.export_saved_model(slim, paths["saved_model_batch4"], batch_size=4, print_fn=None)
-    two = _two_in_two_out()
+    two = _two_in_two_out(keras)
     paths["two_io_saved_model"] = str(root / "two_io")
     export.export_saved_model(two, paths["two_io_saved_model"], print_fn=None)
     paths["two_io_pb"] = export.export_frozen_graph(two, root / "two_io.pb", print_fn=None).path
@@ -93,20 +101,20 @@ def exported(slim, data, tmp_path_factory):
 
 
 _FRESH_PROCESS_READER = r'''
-import json, sys
+import importlib, json, sys
 import numpy as np
 import tensorflow as tf
-import tf_keras
 from google.protobuf import text_format
 
 job = json.load(open(sys.argv[1]))
+keras = importlib.import_module(job["keras"])  # tf_keras, or Keras 3's keras
 paths = job["paths"]
 x = np.load(job["x"])
 image, meta = np.load(job["x_two"])["image"], np.load(job["x_two"])["meta"]
 out, facts = {}, {"modules": []}
 
 for fmt in ("keras", "h5"):
-    model = tf_keras.models.load_model(paths[fmt])      # no custom_objects
+    model = keras.models.load_model(paths[fmt])      # no custom_objects
     out[fmt] = model.predict(x, verbose=0)
 
 def input_shapes(signature):
@@ -168,7 +176,7 @@ json.dump(facts, open(job["facts"], "w"))
 
 
 @pytest.fixture(scope="module")
-def fresh(exported, data):
+def fresh(keras, exported, data):
     """Outputs of every exported file, computed in a fresh process by TF's own loaders."""
     _, _, x_test, _ = data
     root = exported["root"]
@@ -178,7 +186,8 @@ def fresh(exported, data):
              "meta": rng.rand(5, 5).astype("float32")}
     np.savez(root / "x_two.npz", **two_x)
     job = {"paths": exported["paths"], "x": str(root / "x.npy"), "x_two": str(root / "x_two.npz"),
-           "out": str(root / "out.npz"), "facts": str(root / "facts.json")}
+           "out": str(root / "out.npz"), "facts": str(root / "facts.json"),
+           "keras": keras.__name__}
     (root / "job.json").write_text(json.dumps(job))
     (root / "reader.py").write_text(_FRESH_PROCESS_READER)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -295,7 +304,8 @@ class TestAccuracyReport:
                                  print_fn=None)
 
 
-def test_qat_hand_off_trains_and_converts_to_int8(slim, data, tmp_path):
+@pytest.mark.parametrize("keras", ["tf_keras"], indirect=True)  # TFMOT needs tf_keras
+def test_qat_hand_off_trains_and_converts_to_int8(keras, slim, data, tmp_path):
     x_train, y_train, x_test, y_test = data
     qat = export.prepare_qat_model(slim)
     assert any("Quantize" in type(layer).__name__ for layer in qat.layers)
@@ -314,8 +324,18 @@ def test_qat_hand_off_trains_and_converts_to_int8(slim, data, tmp_path):
     assert abs(lite_accuracy - qat_accuracy) < 0.05
 
 
+@pytest.mark.parametrize("keras", ["keras3"], indirect=True)
+def test_qat_of_a_keras3_model_is_refused_with_both_ways_out(keras, slim):
+    with pytest.raises(errors.UnsupportedModelError) as raised:
+        export.prepare_qat_model(slim)
+    message = str(raised.value)
+    assert "Keras 3 model" in message
+    assert "import tf_keras as keras" in message
+    assert "quantization='int8'" in message
+
+
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(keras):
     return keras.Sequential([keras.Input((4,), name="features"),
                              keras.layers.Dense(2, name="scores")], name="tiny")
 
@@ -359,10 +379,11 @@ class TestArguments:
                                        print_fn=None)
 
     def test_not_a_keras_model(self, tmp_path):
-        with pytest.raises(errors.UnsupportedModelError, match="expected a tf_keras Model"):
+        with pytest.raises(errors.UnsupportedModelError,
+                           match="expected a tf_keras or Keras 3 Model"):
             export.save_keras(object(), str(tmp_path / "m.keras"))
 
-    def test_input_signature_fills_undefined_dimensions(self):
+    def test_input_signature_fills_undefined_dimensions(self, keras):
         inputs = keras.Input((None, None, 3), name="image")
         x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
         model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(x))
@@ -392,8 +413,8 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
         exec(compile(block, f"export.{name} docstring", "exec"), {"__name__": "__doc__"})
 
 
-def test_saving_a_sparse_model_warns_that_it_needs_the_library(tmp_path, caplog):
-    runner = vot.IterativePruningRunner(_two_in_two_out(), workspace=tmp_path / "ws")
+def test_saving_a_sparse_model_warns_that_it_needs_the_library(keras, tmp_path, caplog):
+    runner = vot.IterativePruningRunner(_two_in_two_out(keras), workspace=tmp_path / "ws")
     sparse = runner.get_sparse_model(runner.uniform_spec(0.5, channel_divisible=1))
     slim = runner.get_slim_model(runner.uniform_spec(0.5, channel_divisible=1))
     # The sparse model's masks are in its config (docs/training.md); if they vanish, the masks

@@ -4,25 +4,21 @@ Covers model kinds (Sequential, Functional, nested, shared layers, several
 inputs and outputs), the models that are refused, and the promises the runner
 makes about the models it returns: the user's model is untouched, the slim
 model keeps layer names and input/output shapes, computes what the sparse model
-computes, and saves and reloads as a plain tf_keras model. Also the `excludes`
-and `channel_divisible` arguments of `uniform_spec`.
+computes, and saves and reloads as a plain model of its flavour. Also the
+`excludes` and `channel_divisible` arguments of `uniform_spec`. Every test
+runs on tf_keras and on Keras 3 (the `keras` fixture).
 """
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from tests import model_utils
+from tests.flavours import flavour_name
 from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
 
-L = keras.layers
-
 TOLERANCE = 1e-5
-
-
-
 
 
 def prune(model, sparsity=0.5, **spec_kwargs):
@@ -41,12 +37,20 @@ def layer_names(model):
     names = []
     for layer in model.layers:
         names.append(layer.name)
-        if isinstance(layer, keras.Model):
+        if hasattr(layer, "layers"):
             names.extend(f"{layer.name}/{n}" for n in layer_names(layer))
     return names
 
 
-def conv_net(name="net"):
+def tensor_functions(keras):
+    """`(reshape, relu)` called on Keras tensors: `tf.*` in tf_keras, `keras.ops` in Keras 3."""
+    if flavour_name(keras) == "keras3":
+        return keras.ops.reshape, keras.ops.relu
+    return tf.reshape, tf.nn.relu
+
+
+def conv_net(keras, name="net"):
+    L = keras.layers
     inputs = keras.Input((8, 8, 3))
     x = L.Conv2D(8, 3, padding="same", name="conv_a")(inputs)
     x = L.BatchNormalization(name="bn")(x)
@@ -59,7 +63,8 @@ def conv_net(name="net"):
 
 # Model kinds ---------------------------------------------------------------------
 
-def test_sequential_model():
+def test_sequential_model(keras):
+    L = keras.layers
     model = keras.Sequential([
         keras.Input((8, 8, 3)),
         L.Conv2D(8, 3, padding="same", name="conv_a"),
@@ -78,8 +83,8 @@ def test_sequential_model():
     assert slim.count_params() < model.count_params()
 
 
-def test_functional_model():
-    model = conv_net()
+def test_functional_model(keras):
+    model = conv_net(keras)
     runner, _, _, slim = prune(model)
 
     assert [g.name for g in runner.groups if g.prunable] == ["conv_a", "conv_b"]
@@ -88,7 +93,8 @@ def test_functional_model():
 
 
 @pytest.mark.parametrize("inner_kind", ["sequential", "sequential_input_shape", "functional"])
-def test_nested_model_whose_input_channels_are_pruned(inner_kind):
+def test_nested_model_whose_input_channels_are_pruned(keras, inner_kind):
+    L = keras.layers
     if inner_kind == "sequential":
         inner = keras.Sequential([keras.Input((8, 8, 8)), L.Conv2D(6, 3, padding="same",
                                   name="inner_conv"), L.ReLU(name="inner_relu")], name="inner")
@@ -116,7 +122,8 @@ def test_nested_model_whose_input_channels_are_pruned(inner_kind):
     assert layer_names(slim) == layer_names(model)
 
 
-def test_shared_layer_unites_the_groups_of_its_calls():
+def test_shared_layer_unites_the_groups_of_its_calls(keras):
+    L = keras.layers
     inputs = keras.Input((8, 8, 3))
     left = L.Conv2D(8, 3, padding="same", name="left")(inputs)
     right = L.Conv2D(8, 1, name="right")(inputs)
@@ -135,7 +142,8 @@ def test_shared_layer_unites_the_groups_of_its_calls():
     assert slim.get_layer("head").kernel.shape[-2] == 2 * 3
 
 
-def test_several_inputs_and_outputs():
+def test_several_inputs_and_outputs(keras):
+    L = keras.layers
     image = keras.Input((8, 8, 3), name="image")
     meta = keras.Input((5,), name="meta")
     x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv")(image)
@@ -157,17 +165,19 @@ def test_several_inputs_and_outputs():
 
 # Refused models ------------------------------------------------------------------
 
-class _Subclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = L.Dense(4)
+def _subclassed(keras):
+    class _Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(4)
 
-    def call(self, x):
-        return self.dense(x)
+        def call(self, x):
+            return self.dense(x)
+    return _Subclassed()
 
 
-def test_subclassed_model_is_refused_with_the_supported_kinds():
-    model = _Subclassed()
+def test_subclassed_model_is_refused_with_the_supported_kinds(keras):
+    model = _subclassed(keras)
     model(np.zeros((1, 3), "float32"))
 
     with pytest.raises(vot.UnsupportedModelError) as info:
@@ -177,7 +187,8 @@ def test_subclassed_model_is_refused_with_the_supported_kinds():
     assert "Sequential" in message and "Functional" in message
 
 
-def test_unbuilt_sequential_is_refused_and_building_it_is_enough():
+def test_unbuilt_sequential_is_refused_and_building_it_is_enough(keras):
+    L = keras.layers
     model = keras.Sequential([L.Dense(8, name="fc"), L.Dense(3, name="logits")])
 
     with pytest.raises(vot.UnsupportedModelError, match="no defined input.*build"):
@@ -190,8 +201,8 @@ def test_unbuilt_sequential_is_refused_and_building_it_is_enough():
 
 # What the runner promises about models ----------------------------------------------
 
-def test_users_model_is_not_modified():
-    model = conv_net()
+def test_users_model_is_not_modified(keras):
+    model = conv_net(keras)
     before = [w.copy() for w in model.get_weights()]
     config_before = model.get_config()
     x = model_utils.random_inputs(model)
@@ -207,7 +218,8 @@ def test_users_model_is_not_modified():
     assert all(np.array_equal(a, b) for a, b in zip(outputs_before, model_utils.outputs(model, x)))
 
 
-def test_slim_model_keeps_layer_names_and_io_shapes():
+def test_slim_model_keeps_layer_names_and_io_shapes(keras):
+    L = keras.layers
     inner_in = keras.Input((8, 8, 8))
     inner = keras.Model(inner_in, L.Conv2D(8, 3, padding="same", name="c")(inner_in), name="inner")
     inputs = keras.Input((8, 8, 3), name="image")
@@ -225,13 +237,15 @@ def test_slim_model_keeps_layer_names_and_io_shapes():
     assert slim.count_params() < model.count_params()
 
 
-def test_slim_model_saves_and_reloads_without_custom_objects(tmp_path):
+def test_slim_model_saves_and_reloads_without_custom_objects(keras, tmp_path):
+    L = keras.layers
+    reshape, relu = tensor_functions(keras)
     inner_in = keras.Input((4, 4, 8))
-    flat = tf.reshape(inner_in, (-1, 4 * 4 * 8))
+    flat = reshape(inner_in, (-1, 4 * 4 * 8))
     inner = keras.Model(inner_in, L.Dense(6, name="fc")(flat), name="inner")
     inputs = keras.Input((4, 4, 3))
     x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
-    x = tf.nn.relu(L.BatchNormalization(name="bn")(x))
+    x = relu(L.BatchNormalization(name="bn")(x))
     model = model_utils.randomize_weights(keras.Model(inputs, L.Dense(3, name="logits")(inner(x))))
     _, _, _, slim = prune(model)
     path = str(tmp_path / "slim.keras")
@@ -245,8 +259,10 @@ def test_slim_model_saves_and_reloads_without_custom_objects(tmp_path):
     assert model_utils.max_relative_difference(slim, reloaded, x) < 1e-6
 
 
-def _fully_convolutional(nested=False):
+def _fully_convolutional(keras, nested=False):
     """A model with input (None, None, 3); `nested` puts the middle in a nested model."""
+    L = keras.layers
+
     def body(x):
         x = L.Conv2D(8, 3, padding="same", name="conv_b")(x)
         return L.ReLU(name="relu")(L.BatchNormalization(name="bn")(x))
@@ -262,8 +278,8 @@ def _fully_convolutional(nested=False):
 
 
 @pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
-def test_input_signature_is_only_for_counting(nested):
-    model = _fully_convolutional(nested)
+def test_input_signature_is_only_for_counting(keras, nested):
+    model = _fully_convolutional(keras, nested)
     runner = vot.IterativePruningRunner(model, input_signature=tf.TensorSpec((1, 16, 16, 3)))
     spec = runner.uniform_spec(0.5)
     sparse = runner.get_sparse_model(spec)
@@ -279,7 +295,8 @@ def test_input_signature_is_only_for_counting(nested):
     assert runner.spec_from_model(sparse).groups.keys() == spec.groups.keys()
 
 
-def test_nested_model_with_undefined_input_inside_a_defined_model_is_counted():
+def test_nested_model_with_undefined_input_inside_a_defined_model_is_counted(keras):
+    L = keras.layers
     inner_in = keras.Input((None, None, 8))
     x = L.ReLU(name="relu")(L.Conv2D(8, 3, padding="same", name="conv_b")(inner_in))
     backbone = keras.Model(inner_in, x, name="backbone")
@@ -297,8 +314,8 @@ def test_nested_model_with_undefined_input_inside_a_defined_model_is_counted():
 # Excludes and channel_divisible ---------------------------------------------------
 
 @pytest.mark.parametrize("by", ["name", "layer"])
-def test_excluded_layer_keeps_its_channels(by):
-    model = conv_net()
+def test_excluded_layer_keeps_its_channels(keras, by):
+    model = conv_net(keras)
     exclude = "conv_a" if by == "name" else model.get_layer("conv_a")
     runner, spec, _, slim = prune(model, excludes=[exclude])
 
@@ -307,8 +324,8 @@ def test_excluded_layer_keeps_its_channels(by):
     assert slim.get_layer("conv_b").filters == 4
 
 
-def test_excluded_group_says_so():
-    runner = vot.IterativePruningRunner(conv_net())
+def test_excluded_group_says_so(keras):
+    runner = vot.IterativePruningRunner(conv_net(keras))
     deps = DependencyGraph(runner.graph, excludes={"conv_a"})
 
     group = deps.group("conv_a")
@@ -318,14 +335,15 @@ def test_excluded_group_says_so():
     assert group_of(runner, "conv_a").prunable  # the runner's own groups are unaffected
 
 
-def test_unknown_exclude_suggests_close_names():
-    runner = vot.IterativePruningRunner(conv_net())
+def test_unknown_exclude_suggests_close_names(keras):
+    runner = vot.IterativePruningRunner(conv_net(keras))
 
     with pytest.raises(ValueError, match=r"conv_c.*did you mean.*conv_a"):
         runner.uniform_spec(0.5, excludes=["conv_c"], channel_divisible=1)
 
 
-def test_channel_divisible_rounds_kept_widths_to_multiples():
+def test_channel_divisible_rounds_kept_widths_to_multiples(keras):
+    L = keras.layers
     inputs = keras.Input((8, 8, 3))
     x = L.Conv2D(16, 1, name="c16")(inputs)
     x = L.Conv2D(24, 1, name="c24")(x)

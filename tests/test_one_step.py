@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import keras as keras3
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -84,6 +85,30 @@ class TestCandidates:
         before = [w.copy() for w in model.get_weights()]
         _search(vot.OneStepPruningRunner(model, workspace=str(tmp_path)))
         assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+class TestKeras3:
+    """The same search on the Keras 3 build of the model: scores, candidates and prune."""
+
+    def test_search_scores_and_prune_on_a_keras3_model(self, tmp_path):
+        model = small_resnet(keras=keras3)
+        before = [w.copy() for w in model.get_weights()]
+        runner = vot.OneStepPruningRunner(model, workspace=str(tmp_path))
+        subnets = _search(runner, num_subnets=4)
+
+        assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+        for s in subnets:
+            sparse = runner.get_sparse_model(runner.build_spec(s.widths))
+            vot.adaptive_bn(sparse, CALIBRATION, steps=2, batch_size=16)
+            assert output_energy(sparse) == pytest.approx(s.score, rel=1e-5)
+            if s.index:
+                slim = runner.get_slim_model(runner.build_spec(s.widths))
+                assert abs(1 - vot.stat(slim).flops / vot.stat(model).flops - 0.5) <= 0.01
+        sparse = runner.prune(index=2)
+        assert isinstance(sparse, keras3.Model)
+        assert output_energy(sparse) == pytest.approx(subnets[2].score, rel=1e-5)
+        slim = runner.get_slim_model(weights_from=sparse)
+        assert model_utils.max_relative_difference(sparse, slim, X[:8]) < 1e-5
 
 
 class TestPrune:

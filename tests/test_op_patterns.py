@@ -1,13 +1,15 @@
-"""`tf.*` calls on Keras tensors: how each couples channels, and that pruning stays exact.
+"""Functions called on Keras tensors: how each couples channels, and that pruning stays exact.
 
-Like test_layer_patterns.py: tiny models, slim == sparse on random inputs,
-and the expected channel groups. Also zero safety: in the sparse model a
+`tf.*` calls in tf_keras models (op layers), then `keras.ops` calls in Keras 3
+models (op classes). Like test_layer_patterns.py: tiny models, slim == sparse
+on random inputs, and the expected channel groups. Also zero safety: in the sparse model a
 pruned channel is exactly 0 and the layers reading it have zero weights for
 it, so a function that is not finite at 0 (or whose gradient is not) would
 put inf or NaN in the outputs or in the gradients of fine-tuning. Such
 functions must be barriers; the others must keep the sparse model finite.
 """
 
+import keras as keras3
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,7 +17,9 @@ import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from tests import model_utils
-from tests.op_calls import BINARY_CALLS, REDUCE_CALLS, SAFE_UNARY_CALLS, UNSAFE_UNARY_CALLS
+from tests.op_calls import (BINARY_CALLS, KERAS_BINARY_OP_CALLS, KERAS_OP_CALLS,
+                            KERAS_UNARY_OP_CALLS, REDUCE_CALLS, SAFE_UNARY_CALLS,
+                            UNSAFE_UNARY_CALLS)
 from tests.pattern_utils import assert_blocked_by, group_of, prune_and_compare
 
 L = keras.layers
@@ -234,3 +238,170 @@ def test_tf_slicing_is_a_barrier():
 
     assert group_of(runner, "stem").prunable
     assert_blocked_by(group_of(runner, "conv"), "slicing")
+
+
+# keras.ops calls in Keras 3 models ---------------------------------------------------
+
+K3 = keras3.layers
+OPS = keras3.ops
+
+
+def _keras3_op_model(op, b_channels=8):
+    inputs = keras3.Input((4, 4, 3))
+    a = K3.Conv2D(8, 1, name="conv_a")(inputs)
+    b = K3.Conv2D(b_channels, 1, name="conv_b")(inputs)
+    outputs = K3.Conv2D(2, 1, name="head")(op(a, b))
+    return keras3.Model(inputs, outputs)
+
+
+def _stem_op_model(op):
+    inputs = keras3.Input((4, 4, 3))
+    x = K3.Conv2D(8, 1, name="stem")(inputs)
+    a = K3.Conv2D(8, 1, name="conv_a")(x)
+    b = K3.Conv2D(8, 1, name="conv_b")(x)
+    outputs = K3.Conv2D(2, 1, name="head")(op(a, b))
+    return keras3.Model(inputs, outputs)
+
+
+def test_keras_op_calls_cover_the_keras3_op_entries():
+    from vai_optimizer_tf.graph import keras3_rules
+
+    assert set(KERAS_OP_CALLS) == {cls.__name__ for cls in keras3_rules.OP_ENTRIES}
+    for name, call in KERAS_OP_CALLS.items():
+        inputs = [keras3.Input((8, 8, 4)) for _ in range(
+            2 if name in KERAS_BINARY_OP_CALLS or name == "Concatenate" else 1)]
+        assert type(call(*inputs)._keras_history[0]).__name__ == name
+
+
+@pytest.mark.parametrize("op", ["Add", "Multiply", "Maximum", "Subtract", "Minimum"])
+def test_keras_binary_ops_merge_their_operands(op):
+    runner, _, _ = prune_and_compare(_keras3_op_model(KERAS_BINARY_OP_CALLS[op]))
+
+    group = group_of(runner, "conv_a")
+    assert group.prunable
+    assert sorted(group.producers) == ["conv_a", "conv_b"]
+
+
+@pytest.mark.parametrize("op", sorted(KERAS_UNARY_OP_CALLS))
+def test_keras_unary_ops_finite_at_zero_pass_channels_through(op):
+    model = _keras3_op_model(lambda a, b: KERAS_UNARY_OP_CALLS[op](a) * b)
+    runner, _, sparse, _ = prune_and_compare(model, return_sparse=True)
+
+    assert op in [n.class_name for n in runner.graph.nodes]
+    assert group_of(runner, "conv_a").prunable
+    assert sorted(group_of(runner, "conv_a").producers) == ["conv_a", "conv_b"]
+    assert_finite_with_finite_gradients(sparse)
+
+
+_KERAS_UNSAFE_AT_ZERO = {
+    "log": lambda a, b: OPS.log(OPS.square(a)),
+    "sqrt": lambda a, b: OPS.sqrt(OPS.square(a)),
+    "rsqrt": lambda a, b: OPS.rsqrt(OPS.square(a)),
+    "reciprocal": lambda a, b: OPS.reciprocal(a),
+    "divide_by_tensor": lambda a, b: b / a,
+    "divide_constant_by_tensor": lambda a, b: 1.0 / a,
+    "floor_divide": lambda a, b: b // a,
+    "mod": lambda a, b: b % a,
+    "pow_half": lambda a, b: OPS.square(a) ** 0.5,
+    "pow_negative": lambda a, b: a ** -1.0,
+}
+
+
+@pytest.mark.parametrize("op", list(_KERAS_UNSAFE_AT_ZERO))
+def test_keras_ops_not_finite_at_zero_are_barriers(op):
+    runner, _, sparse, _ = prune_and_compare(_stem_op_model(_KERAS_UNSAFE_AT_ZERO[op]),
+                                             return_sparse=True)
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv_a"), "not finite at 0", "keras.ops")
+    assert_finite_with_finite_gradients(sparse)
+
+
+@pytest.mark.parametrize("op", [
+    lambda a, b: a / 2.0,
+    lambda a, b: a / OPS.exp(b),
+    lambda a, b: a ** 2.0,
+    lambda a, b: 2.0 ** a,
+    lambda a, b: OPS.divide_no_nan(a, b),
+    lambda a, b: 2.0 * a + 1.0,
+], ids=["by_constant", "by_single_channel", "squared", "positive_base", "divide_no_nan",
+        "scalar_constants"])
+def test_keras_binary_ops_finite_at_zero_keep_channels_prunable(op):
+    runner, _, sparse, _ = prune_and_compare(_keras3_op_model(op, b_channels=1),
+                                             return_sparse=True)
+
+    assert group_of(runner, "conv_a").prunable
+    assert group_of(runner, "conv_a").consumers == ("head",)
+    assert_finite_with_finite_gradients(sparse)
+
+
+def test_keras_concatenate_on_channels_concatenates_groups():
+    runner, _, slim = prune_and_compare(_keras3_op_model(KERAS_OP_CALLS["Concatenate"]))
+
+    assert group_of(runner, "conv_a") is not group_of(runner, "conv_b")
+    assert group_of(runner, "conv_a").prunable and group_of(runner, "conv_b").prunable
+    assert slim.get_layer("head").kernel.shape[-2] == 8
+
+
+@pytest.mark.parametrize("op", ["Mean", "Sum", "Max", "Min"])
+def test_keras_reductions_over_space_keep_channels(op):
+    inputs = keras3.Input((4, 4, 3))
+    x = K3.Conv2D(8, 1, name="conv")(inputs)
+    outputs = K3.Dense(3, name="logits")(KERAS_OP_CALLS[op](x))
+    runner, _, _ = prune_and_compare(keras3.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").consumers == ("logits",)
+
+
+def test_keras_reduction_over_channels_is_a_barrier():
+    inputs = keras3.Input((4, 4, 3))
+    x = K3.Conv2D(8, 1, name="stem")(inputs)
+    x = K3.Conv2D(8, 1, name="conv")(x)
+    x = OPS.mean(x, axis=-1, keepdims=True)
+    outputs = K3.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras3.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), "reduces over the channel axis")
+
+
+def test_keras_reshape_to_batch_by_features_flattens_and_rewrites_its_shape():
+    inputs = keras3.Input((4, 4, 3))
+    x = K3.Conv2D(8, 1, name="conv")(inputs)
+    x = OPS.reshape(x, (-1, 4 * 4 * 8))
+    outputs = K3.Dense(3, name="logits")(x)
+    runner, _, slim = prune_and_compare(keras3.Model(inputs, outputs))
+
+    assert group_of(runner, "conv").prunable
+    assert group_of(runner, "conv").consumers == ("logits",)
+    assert slim.get_layer("logits").kernel.shape == (4 * 4 * 4, 3)
+
+
+@pytest.mark.parametrize("op, words", [
+    (lambda x: x[..., :2], ("slicing",)),
+    (lambda x: OPS.softmax(x), ("softmax",)),
+    (lambda x: x + np.linspace(-1, 1, 8, dtype="float32"), ("per-channel constant",)),
+    (lambda x: OPS.reshape(x, (-1, 4, 32)), ("fixed shape",)),
+], ids=["slicing", "softmax_over_channels", "per_channel_constant", "fixed_reshape"])
+def test_keras_ops_that_fix_channels_are_barriers(op, words):
+    inputs = keras3.Input((4, 4, 3))
+    x = K3.Conv2D(8, 1, name="stem")(inputs)
+    x = K3.Conv2D(8, 1, name="conv")(x)
+    x = op(x)
+    outputs = K3.Dense(2, name="head")(x)
+    runner, _, _ = prune_and_compare(keras3.Model(inputs, outputs))
+
+    assert group_of(runner, "stem").prunable
+    assert_blocked_by(group_of(runner, "conv"), *words)
+
+
+def test_unregistered_keras_op_is_a_barrier_naming_it():
+    inputs = keras3.Input((4, 4, 3))
+    x = K3.Conv2D(8, 1, name="stem")(inputs)
+    x = K3.Conv2D(8, 1, name="conv")(x)
+    x = OPS.cumsum(x, axis=1)
+    outputs = K3.Conv2D(2, 1, name="head")(x)
+    runner, _, _ = prune_and_compare(keras3.Model(inputs, outputs))
+
+    assert_blocked_by(group_of(runner, "conv"), "Cumsum", "register_layer")

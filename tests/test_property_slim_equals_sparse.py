@@ -3,7 +3,7 @@
 Hypothesis draws small Functional models as a stem followed by a few blocks
 (convolutions, depthwise convolutions, BatchNormalization, ReLU, residual adds,
 parallel branches merged by add or concatenation, pooling) and a head (a dense
-classifier behind global pooling or Flatten, or a 1x1 conv). For each, a
+classifier behind global pooling or Flatten, or a 1x1 conv). Each architecture is built with tf_keras and with Keras 3. For each, a
 uniform spec must give a slim model that
 
 * computes the sparse model's outputs within 1e-5 relative, and
@@ -11,14 +11,13 @@ uniform spec must give a slim model that
 """
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from tests import model_utils
-
-L = keras.layers
+from tests.flavours import FLAVOURS
 
 TOLERANCE = 1e-5
 
@@ -53,20 +52,20 @@ ARCHITECTURES = st.fixed_dictionaries({
 })
 
 
-def _conv(params, filters=None):
+def _conv(L, params, filters=None):
     params = dict(params)
     if filters is not None:
         params["filters"] = filters
     return L.Conv2D(padding="same", **params)
 
 
-def _block(block, x):
-    """Applies one block of an architecture to `x`."""
+def _block(L, block, x):
+    """Applies one block of an architecture to `x`, with the layers of `L`."""
     kind = block["kind"]
     if kind == "conv":
-        return _conv(block["conv"])(x)
+        return _conv(L, block["conv"])(x)
     if kind == "conv_bn_relu":
-        return L.ReLU()(L.BatchNormalization()(_conv(block["conv"])(x)))
+        return L.ReLU()(L.BatchNormalization()(_conv(L, block["conv"])(x)))
     if kind == "depthwise":
         return L.DepthwiseConv2D(3, depth_multiplier=block["multiplier"], padding="same",
                                  use_bias=block["use_bias"])(x)
@@ -78,19 +77,19 @@ def _block(block, x):
         pool = L.MaxPooling2D if kind == "max_pool" else L.AveragePooling2D
         return pool(2, padding="same")(x)
     if kind == "residual":
-        y = _conv(block["conv"], filters=x.shape[-1])(x)
+        y = _conv(L, block["conv"], filters=x.shape[-1])(x)
         if block["bn"]:
             y = L.BatchNormalization()(y)
         return L.Add()([x, y])
     if kind == "add_branches":
         width = block["convs"][0]["filters"]
-        return L.Add()([_conv(c, filters=width)(x) for c in block["convs"]])
+        return L.Add()([_conv(L, c, filters=width)(x) for c in block["convs"]])
     # concat: one or two new branches, next to `x` itself when there is one.
-    parts = [_conv(c)(x) for c in block["convs"]]
+    parts = [_conv(L, c)(x) for c in block["convs"]]
     return L.Concatenate()(parts if len(parts) == 2 else parts + [x])
 
 
-def _head(head, x):
+def _head(L, head, x):
     if head["kind"] == "conv":
         return L.Conv2D(2, 1)(x)
     x = L.Flatten()(x) if head["kind"] == "flatten" else L.GlobalAveragePooling2D()(x)
@@ -99,33 +98,37 @@ def _head(head, x):
     return L.Dense(3)(x)
 
 
-def build_model(architecture):
-    """A Functional model from an architecture drawn from `ARCHITECTURES`."""
+def build_model(keras, architecture):
+    """A Functional model of `keras` from an architecture drawn from `ARCHITECTURES`."""
+    L = keras.layers
     inputs = keras.Input((8, 8, 3))
-    x = _conv(architecture["stem"])(inputs)
+    x = _conv(L, architecture["stem"])(inputs)
     for block in architecture["blocks"]:
-        x = _block(block, x)
-    return keras.Model(inputs, _head(architecture["head"], x))
+        x = _block(L, block, x)
+    return keras.Model(inputs, _head(L, architecture["head"], x))
 
 
-def _randomize(model, seed):
+def _randomize(keras, model, seed):
     """Random BN statistics and biases: zeros and ones would hide slicing bugs."""
     model_utils.randomize_batch_norm(model, seed)
     rs = np.random.RandomState(seed)
     for layer in model.layers:
-        if getattr(layer, "use_bias", False) and not isinstance(layer, L.BatchNormalization):
+        if getattr(layer, "use_bias", False) and not isinstance(
+                layer, keras.layers.BatchNormalization):
             layer.bias.assign(rs.uniform(-0.5, 0.5, layer.bias.shape).astype("float32"))
 
 
 # Derandomized: the same 15 examples on every run and machine, so a failure
 # reproduces; on failure hypothesis also prints the `@reproduce_failure` blob.
+@pytest.mark.parametrize("flavour", list(FLAVOURS))
 @settings(max_examples=15, deadline=None, database=None, derandomize=True, print_blob=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(architecture=ARCHITECTURES, sparsity=st.sampled_from([0.25, 0.5, 0.75]),
        seed=st.integers(0, 2**16))
-def test_slim_equals_sparse_and_stat_predicts_params(architecture, sparsity, seed):
-    model = build_model(architecture)
-    _randomize(model, seed)
+def test_slim_equals_sparse_and_stat_predicts_params(flavour, architecture, sparsity, seed):
+    keras = FLAVOURS[flavour]
+    model = build_model(keras, architecture)
+    _randomize(keras, model, seed)
     runner = vot.IterativePruningRunner(model)
     spec = runner.uniform_spec(sparsity, channel_divisible=1)
 

@@ -3,11 +3,16 @@
 import ast
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "vai_optimizer_tf")
 
-# The modules graph/__init__.py names as the only ones touching tf_keras internals.
-INTERNALS_ALLOWED = {"graph/tf_keras_adapter.py", "graph/tf_keras_rules.py"}
+# The modules graph/__init__.py names as the only ones touching Keras internals.
+INTERNALS_ALLOWED = {
+    "tf_keras.src": {"graph/tf_keras_adapter.py", "graph/tf_keras_rules.py"},
+    "keras.src": {"graph/keras3_adapter.py", "graph/keras3_rules.py"},
+}
 
 
 def _imported_modules(path):
@@ -19,7 +24,8 @@ def _imported_modules(path):
             yield node.module
 
 
-def test_only_the_tf_keras_adapter_and_rules_import_tf_keras_internals():
+@pytest.mark.parametrize("internals", sorted(INTERNALS_ALLOWED))
+def test_only_the_flavour_adapter_and_rules_import_its_internals(internals):
     offenders = {}
     for folder, _, names in os.walk(PACKAGE):
         for name in names:
@@ -27,10 +33,11 @@ def test_only_the_tf_keras_adapter_and_rules_import_tf_keras_internals():
                 continue
             path = os.path.join(folder, name)
             rel = os.path.relpath(path, PACKAGE)
-            internal = [m for m in _imported_modules(path) if m.startswith("tf_keras.src")]
-            if internal and rel not in INTERNALS_ALLOWED:
+            internal = [m for m in _imported_modules(path)
+                        if m == internals or m.startswith(internals + ".")]
+            if internal and rel not in INTERNALS_ALLOWED[internals]:
                 offenders[rel] = internal
-    assert not offenders, f"tf_keras internals imported outside the adapter: {offenders}"
+    assert not offenders, f"{internals} imported outside its adapter: {offenders}"
 
 
 def test_neutral_rule_modules_import_no_keras_flavour():

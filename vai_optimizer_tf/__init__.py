@@ -1,7 +1,8 @@
 """vai_optimizer_tf: channel pruning for Keras / TensorFlow 2.
 
-Removes whole channels from trained tf_keras models, so the pruned model is
-really smaller and faster on any hardware.
+Removes whole channels from trained Keras models, tf_keras (Keras 2) and
+Keras 3 (`import keras`, or `tf.keras` in TensorFlow 2.16+) alike, so the
+pruned model is really smaller and faster on any hardware.
 
 Example:
 
@@ -31,6 +32,8 @@ from vai_optimizer_tf.groups.channel_group import ChannelGroup
 from vai_optimizer_tf.runners.iterative_runner import IterativePruningRunner
 from vai_optimizer_tf.runners.one_step_runner import OneStepPruningRunner
 from vai_optimizer_tf.masks.channel_mask import ChannelMask
+# Registers the Keras 3 ChannelMask, so sparse Keras 3 files load after `import vai_optimizer_tf`.
+from vai_optimizer_tf.masks import keras3_channel_mask  # noqa: F401  isort: skip
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
 from vai_optimizer_tf.search.adaptive_bn import adaptive_bn

@@ -12,7 +12,8 @@ class VaiOptimizerError(Exception):
 class UnsupportedModelError(VaiOptimizerError, TypeError):
     """The model is of a kind the graph walker cannot read.
 
-    Raised for subclassed models, Keras 3 models and unbuilt Sequential models.
+    Raised for objects that are no Keras model, subclassed models, unbuilt
+    Sequential models, and Keras 3 on a backend other than TensorFlow.
     """
 
 

@@ -3,8 +3,7 @@
 import logging
 import numbers
 
-import tf_keras
-
+from vai_optimizer_tf.callbacks.pruning_callback import PruningCallback
 from vai_optimizer_tf.callbacks.schedule import RatioSchedule
 from vai_optimizer_tf.planning.divisibility import resolve_channel_divisible
 from vai_optimizer_tf.utils import validation
@@ -12,7 +11,7 @@ from vai_optimizer_tf.utils import validation
 logger = logging.getLogger("vai_optimizer_tf")
 
 
-class GradualChannelPruning(tf_keras.callbacks.Callback):
+class GradualChannelPruning(PruningCallback):
     """Prunes more channels as training goes, following a ratio schedule.
 
     At each pruning step the callback asks the schedule for the FLOPs
@@ -29,6 +28,9 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
     checkpoint continues the schedule where it stopped, with the masks found
     in the reloaded model (or, after `load_weights` into a fresh sparse
     model, recovered from its zero slices).
+
+    The same callback works in tf_keras' and in Keras 3's `fit` (it is a
+    `keras.callbacks.Callback` of both, see `PruningCallback`).
 
     Args:
       runner: The `IterativePruningRunner` that built the sparse model.
@@ -121,7 +123,7 @@ class GradualChannelPruning(tf_keras.callbacks.Callback):
                                 use_analysis=self.use_analysis)
 
     def _step(self):
-        return int(tf_keras.backend.get_value(self.model.optimizer.iterations))
+        return self.optimizer_step()
 
     def on_epoch_begin(self, epoch, logs=None):
         # Read the step once per epoch; batch ends count from it, so no batch

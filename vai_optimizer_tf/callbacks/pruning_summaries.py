@@ -1,10 +1,11 @@
 """`ChannelPruningSummaries`: TensorBoard scalars of the pruning state."""
 
 import tensorflow as tf
-import tf_keras
+
+from vai_optimizer_tf.callbacks.pruning_callback import PruningCallback
 
 
-class ChannelPruningSummaries(tf_keras.callbacks.Callback):
+class ChannelPruningSummaries(PruningCallback):
     """Writes the FLOPs reduction, parameter count and group widths to TensorBoard.
 
     Like TFMOT's `PruningSummaries`, but for channels: under
@@ -52,7 +53,7 @@ class ChannelPruningSummaries(tf_keras.callbacks.Callback):
             self._writer.close()
 
     def _step(self):
-        return int(tf_keras.backend.get_value(self.model.optimizer.iterations))
+        return self.optimizer_step()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.update_freq == "epoch":

@@ -2,13 +2,12 @@
 
 import os
 
-import tf_keras
-
+from vai_optimizer_tf.callbacks.pruning_callback import PruningCallback
 from vai_optimizer_tf.export import keras_format
-from vai_optimizer_tf.utils import atomic
+from vai_optimizer_tf.export import saved_model
 
 
-class SlimModelExport(tf_keras.callbacks.Callback):
+class SlimModelExport(PruningCallback):
     """At the end of `fit`, removes the pruned channels and saves the slim model.
 
     The spec the model ends with is saved beside it (`<filepath>.spec.json`).
@@ -18,7 +17,8 @@ class SlimModelExport(tf_keras.callbacks.Callback):
     Args:
       runner: The `IterativePruningRunner` that built the sparse model.
       filepath: Where to save the slim model (`.keras`, `.h5`, or a folder
-        for a SavedModel).
+        for a SavedModel with a `serving_default` signature, see
+        `vai_optimizer_tf.export.export_saved_model`).
 
     Example:
 
@@ -44,6 +44,5 @@ class SlimModelExport(tf_keras.callbacks.Callback):
         if self.filepath.lower().endswith(keras_format.KERAS_SUFFIXES):
             keras_format.save_keras(slim, self.filepath)
         else:
-            with atomic.atomic_path(self.filepath, directory=True) as tmp:
-                slim.save(tmp, save_format="tf")
+            saved_model.export_saved_model(slim, self.filepath, print_fn=None)
         spec.save(self.filepath + ".spec.json")

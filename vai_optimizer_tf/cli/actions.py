@@ -179,11 +179,12 @@ def search(flags, log):
 
 
 def _compile_for_dataset(model, flags, x):
-    import tf_keras  # pylint: disable=import-outside-toplevel
+    from vai_optimizer_tf.graph import adapters  # pylint: disable=import-outside-toplevel
+    keras = adapters.keras_module(adapters.flavour_of(model))  # the model's own Keras
     probe = np.asarray(model.predict(x[:16], verbose=0))
     is_probability = bool(np.all(probe >= 0) and np.allclose(probe.sum(-1), 1, atol=1e-3))
-    model.compile(tf_keras.optimizers.Adam(flags.learning_rate),
-                  tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not is_probability),
+    model.compile(keras.optimizers.Adam(flags.learning_rate),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=not is_probability),
                   metrics=["accuracy"])
 
 
@@ -214,8 +215,8 @@ def _max_difference(model, other, signature):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     rng = np.random.RandomState(0)
     shapes = ([s.shape.as_list() for s in signature] if signature
-              else [t.shape.as_list() for t in model.inputs])
-    probe = [rng.rand(*[2] + [d or 32 for d in shape[1:]]).astype(t.dtype.name)
+              else [list(t.shape) for t in model.inputs])
+    probe = [rng.rand(*[2] + [d or 32 for d in shape[1:]]).astype(tf.as_dtype(t.dtype).name)
              for shape, t in zip(shapes, model.inputs)]
     probe = probe[0] if len(probe) == 1 else probe
     ours = tf.nest.flatten(model(probe, training=False))

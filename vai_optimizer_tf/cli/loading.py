@@ -7,11 +7,13 @@ wrong and how to fix it.
 
 import importlib
 import importlib.util
+import json
 import math
 import numbers
 import os
 import re
 import sys
+import zipfile
 
 import numpy as np
 
@@ -41,14 +43,57 @@ class UsageError(CliError):
     status = 2
 
 
+def saved_flavour(path):
+    """Which Keras flavour wrote the model at `path`: `"tf_keras"` or `"keras3"`.
+
+    `.keras` files name the Keras version that wrote them in
+    `metadata.json`, `.h5` files in their `keras_version` attribute (3.x is
+    Keras 3, 2.x tf_keras). Only tf_keras writes SavedModel folders that
+    hold a Keras model (`keras_metadata.pb`).
+
+    Args:
+      path: An existing `.keras`/`.h5` file or SavedModel folder.
+
+    Returns:
+      `"tf_keras"` or `"keras3"`.
+
+    Raises:
+      CliError: for a SavedModel without a Keras model in it, or a file that
+        names no Keras version.
+    """
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "keras_metadata.pb")):
+            return "tf_keras"
+        raise CliError(f"--model: {path!r} is a SavedModel for serving (no keras_metadata.pb, "
+                       "as Keras 3's model.export writes it), which holds no Keras model; pass "
+                       "the model's .keras file.")
+    try:
+        if path.lower().endswith(".keras"):
+            with zipfile.ZipFile(path) as archive:
+                version = json.loads(archive.read("metadata.json"))["keras_version"]
+        else:
+            import h5py  # pylint: disable=import-outside-toplevel
+            with h5py.File(path, "r") as archive:
+                version = archive.attrs["keras_version"]
+    except Exception as e:  # a truncated or foreign file fails in many ways
+        raise CliError(f"--model: cannot read which Keras wrote {path!r}: "
+                       f"{type(e).__name__}: {one_line(e)}") from e
+    major = (version.decode() if isinstance(version, bytes) else str(version)).split(".")[0]
+    return "keras3" if major.isdigit() and int(major) >= 3 else "tf_keras"
+
+
 def load_model(path):
-    """Loads a .keras/.h5 file or a Keras SavedModel folder with tf_keras.
+    """Loads a .keras/.h5 file or a Keras SavedModel folder with the Keras that wrote it.
+
+    A file written by Keras 3 (`import keras`, or `tf.keras` in TensorFlow
+    2.16+) is loaded with Keras 3, one written by tf_keras with tf_keras
+    (see `saved_flavour`).
 
     Args:
       path: The model path.
 
     Returns:
-      The tf_keras model (compiled when it was saved compiled).
+      The model (compiled when it was saved compiled).
 
     Raises:
       CliError: if the path is missing or is not a loadable Keras model.
@@ -64,18 +109,23 @@ def load_model(path):
     if not is_saved_model and not path.lower().endswith((".keras", ".h5", ".hdf5")):
         raise CliError(f"--model: {path!r} is neither a .keras/.h5 file nor a SavedModel "
                        "folder.")
-    import tf_keras  # pylint: disable=import-outside-toplevel
+    flavour = saved_flavour(path)
+    from vai_optimizer_tf.graph import adapters  # pylint: disable=import-outside-toplevel
+    keras = adapters.keras_module(flavour)
     try:
-        model = tf_keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as e:  # Keras raises many types for a bad file; all mean "unloadable".
-        raise CliError(_load_failure(path, e)) from e
-    if not isinstance(model, tf_keras.Model) or not getattr(model, "inputs", None):
+        raise CliError(_load_failure(path, e, flavour)) from e
+    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
         raise CliError(f"--model: {path!r} loaded as {type(model).__name__}, not a Functional "
-                       "or Sequential tf_keras model.")
+                       f"or Sequential {_FLAVOUR_NAMES[flavour]} model.")
     return model
 
 
-def _load_failure(path, error):
+_FLAVOUR_NAMES = {"tf_keras": "tf_keras", "keras3": "Keras 3"}
+
+
+def _load_failure(path, error, flavour="tf_keras"):
     """One short line for a model that does not load (Keras quotes whole configs)."""
     text = one_line(error)
     for pattern, kind in _UNKNOWN_OBJECT:
@@ -90,7 +140,8 @@ def _load_failure(path, error):
         text = text.split(marker)[0]
     if len(text) > _MAX_DETAIL:
         text = text[:_MAX_DETAIL - 3] + "..."
-    return f"--model: cannot load {path!r} as a tf_keras model: {type(error).__name__}: {text}"
+    return (f"--model: cannot load {path!r} as a {_FLAVOUR_NAMES[flavour]} model: "
+            f"{type(error).__name__}: {text}")
 
 
 def one_line(error):
@@ -220,7 +271,8 @@ def input_signature(shapes, model=None):
     if model is not None and len(specs) != len(model.inputs):
         raise CliError(f"--input_shape: the model has {len(model.inputs)} input(s) but "
                        f"{len(specs)} shape(s) were given; repeat the flag once per input.")
-    dtypes = [t.dtype for t in model.inputs] if model is not None else [tf.float32] * len(specs)
+    dtypes = ([tf.as_dtype(t.dtype) for t in model.inputs] if model is not None
+              else [tf.float32] * len(specs))
     return [tf.TensorSpec(dims, dtype) for dims, dtype in zip(specs, dtypes)]
 
 

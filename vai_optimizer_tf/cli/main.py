@@ -1,4 +1,4 @@
-"""vai_p_tf2: channel pruning of tf_keras models from the command line.
+"""vai_p_tf2: channel pruning of tf_keras and Keras 3 models from the command line.
 
 Usage: vai_p_tf2 --action=ACTION --model=PATH [flags]
 

@@ -105,7 +105,7 @@ def export_model(model, output_dir, formats=("keras", "saved_model"), name=None,
     does unless `--overwrite`), or another `name` or `output_dir`.
 
     Args:
-      model: A tf_keras model, typically the slim model.
+      model: A tf_keras or Keras 3 model, typically the slim model.
       output_dir: Folder for the files; created if missing.
       formats: Names from `FORMATS`, or a comma-separated string. Defaults to
         `("keras", "saved_model")`.

@@ -66,7 +66,7 @@ def freeze(model, batch_size=None, input_signature=None):
     """Freezes `model` into a `GraphDef` with stable input and output names.
 
     Args:
-      model: A tf_keras model.
+      model: A tf_keras or Keras 3 model.
       batch_size: `None` keeps the batch dimension open, an int fixes it.
         Defaults to `None`.
       input_signature: Optional `tf.TensorSpec` (or list) for undefined
@@ -134,7 +134,7 @@ def export_frozen_graph(model, path, as_text=False, batch_size=None, input_signa
     file, then rename).
 
     Args:
-      model: A tf_keras model, typically the slim model.
+      model: A tf_keras or Keras 3 model, typically the slim model.
       path: Destination of the binary `GraphDef`, ending in `.pb`.
       as_text: Also write the text form next to it, with suffix `.pbtxt`.
         Defaults to `False`.
@@ -156,7 +156,7 @@ def export_frozen_graph(model, path, as_text=False, batch_size=None, input_signa
       ValueError: for a `path` not ending in `.pb`, a bad `batch_size` or
         `input_signature`.
       FileExistsError: if `overwrite=False` and a file to write exists.
-      UnsupportedModelError: if `model` is not a built tf_keras model.
+      UnsupportedModelError: if `model` is not a built Keras model.
 
     Example:
 

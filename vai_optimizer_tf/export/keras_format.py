@@ -4,9 +4,8 @@ import json
 import logging
 import os
 
-import tf_keras
-
 from vai_optimizer_tf.export import signature
+from vai_optimizer_tf.graph import adapters
 from vai_optimizer_tf.utils import atomic
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -16,9 +15,10 @@ logger = logging.getLogger("vai_optimizer_tf")
 def save_keras(model, path, include_optimizer=False, sparse_ok=False, overwrite=True):
     """Saves a model as `.keras` (the Keras v3 zip) or `.h5` (HDF5).
 
-    The slim model is a plain tf_keras model, so the file reloads with
-    `tf_keras.models.load_model(path)` and no `custom_objects` (unless the
-    source model had custom layers of its own). A sparse model is saved too,
+    The slim model is a plain model of its Keras flavour, so the file reloads
+    with `tf_keras.models.load_model(path)` (or `keras.models.load_model` for
+    a Keras 3 model) and no `custom_objects` (unless the source model had
+    custom layers of its own). A sparse model is saved too,
     with a warning: its channel masks are vai_optimizer_tf objects, so its
     file loads only where the library is imported. The format follows the
     suffix; `.h5` is for older pipelines that expect HDF5.
@@ -28,7 +28,7 @@ def save_keras(model, path, include_optimizer=False, sparse_ok=False, overwrite=
     the new one) intact, never a truncated one.
 
     Args:
-      model: A tf_keras model, typically `runner.get_slim_model(...)`.
+      model: A tf_keras or Keras 3 model, typically `runner.get_slim_model(...)`.
       path: Destination file ending in `.keras`, `.h5` or `.hdf5`. Its folder
         is created if missing.
       include_optimizer: Also save the optimizer state of a compiled model.
@@ -45,7 +45,7 @@ def save_keras(model, path, include_optimizer=False, sparse_ok=False, overwrite=
     Raises:
       ValueError: if `path` has another suffix.
       FileExistsError: if `overwrite=False` and `path` exists.
-      UnsupportedModelError: if `model` is not a built tf_keras model.
+      UnsupportedModelError: if `model` is not a built Keras model.
 
     Example:
 
@@ -58,7 +58,7 @@ def save_keras(model, path, include_optimizer=False, sparse_ok=False, overwrite=
     same = tf_keras.models.load_model(path)
     ```
     """
-    signature.check_model(model)
+    flavour = signature.check_model(model)
     path = os.fspath(path)
     if not path.lower().endswith(KERAS_SUFFIXES):
         raise ValueError(f"Invalid `path`: expected a file name ending in .keras, .h5 or "
@@ -73,7 +73,7 @@ def save_keras(model, path, include_optimizer=False, sparse_ok=False, overwrite=
             model.name, library_layers[:5], path)
     if path.lower().endswith(".keras") and not include_optimizer \
             and getattr(model, "optimizer", None) is not None:
-        model = _without_optimizer(model)
+        model = _without_optimizer(model, flavour)
     with atomic.atomic_path(path) as tmp:  # the temporary name keeps the suffix (the format)
         if path.lower().endswith(".keras"):
             model.save(tmp, overwrite=True)
@@ -88,8 +88,8 @@ def _layers_using_the_library(model):
             if "vai_optimizer_tf" in json.dumps(layer.get_config(), default=str)]
 
 
-def _without_optimizer(model):
+def _without_optimizer(model, flavour):
     """An uncompiled copy sharing nothing with `model`; the .keras format has no flag for it."""
-    clone = tf_keras.models.clone_model(model)
+    clone = adapters.keras_module(flavour).models.clone_model(model)
     clone.set_weights(model.get_weights())
     return clone

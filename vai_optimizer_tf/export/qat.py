@@ -10,6 +10,15 @@ The slim model is a plain tf_keras Functional or Sequential model, so
 Quantization-aware training belongs on the slim model, not the sparse one:
 the slim model is the architecture that will be deployed, and its smaller
 layers train faster.
+
+TFMOT wraps tf_keras layers only; it has no Keras 3 support. For a Keras 3
+model `prepare_qat_model` refuses with the two ways out: prune the tf_keras
+build of the model (the same code with `import tf_keras as keras`), or skip
+QAT and export full-integer post-training quantization
+(`export_tflite(..., quantization="int8")`). The slim Keras 3 model is not
+converted to tf_keras behind the user's back: the two flavours' configs
+differ (dtype policies, op layers, activations such as `hard_sigmoid`), so a
+conversion could not promise the same outputs.
 """
 
 from vai_optimizer_tf import errors
@@ -32,7 +41,8 @@ def prepare_qat_model(model):
       A new tf_keras model whose layers are wrapped in `QuantizeWrapperV2`.
 
     Raises:
-      UnsupportedModelError: if `model` is not a built tf_keras model, or
+      UnsupportedModelError: if `model` is not a built tf_keras model (a
+        Keras 3 model is refused with the tf_keras and int8 routes), or
         TFMOT's default scheme does not cover one of its layers (the message
         names it; annotate it with `tfmot.quantization.keras` yourself).
 
@@ -53,7 +63,15 @@ def prepare_qat_model(model):
     qat.fit(np.random.rand(16, 8, 8, 1), np.random.randint(0, 2, 16), verbose=0)
     ```
     """
-    signature.check_model(model)
+    if signature.check_model(model) == "keras3":
+        raise errors.UnsupportedModelError(
+            f"Model {model.name!r} is a Keras 3 model, and TFMOT quantization-aware training "
+            "needs a tf_keras model (TFMOT has no Keras 3 support). Either prune the tf_keras "
+            "build of the model (`import tf_keras as keras`, or TF_USE_LEGACY_KERAS=1 for "
+            "tf.keras code) and call prepare_qat_model on its slim model, or skip QAT and "
+            "export full-integer post-training quantization: "
+            "export.export_tflite(slim, 'model_int8.tflite', quantization='int8', "
+            "representative_data=x_train[:500]).")
     # Imported here: importing TFMOT sets TF_USE_LEGACY_KERAS for the process.
     import tensorflow_model_optimization as tfmot  # pylint: disable=import-outside-toplevel
     try:

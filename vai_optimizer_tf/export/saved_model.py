@@ -23,8 +23,13 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
         saved_model_cli show --dir EXPORT_DIR --tag_set serve \\
             --signature_def serving_default
 
-    The folder is also a Keras SavedModel: `tf_keras.models.load_model`
-    reads it back, and so does `vai_p_tf2 --model=EXPORT_DIR`.
+    For a tf_keras model the folder is also a Keras SavedModel:
+    `tf_keras.models.load_model` reads it back, and so does
+    `vai_p_tf2 --model=EXPORT_DIR`. A Keras 3 model is written the way
+    `model.export(path, format="tf_saved_model")` writes it (with
+    `keras.export.ExportArchive`): the `serve` endpoint and the
+    `serving_default` signature, named as above; Keras 3 reads no SavedModel
+    back as a Keras model (keep the `.keras` file for that).
 
     The folder is written atomically: into a temporary folder next to
     `export_dir`, then renamed into place. An existing folder is replaced as
@@ -33,7 +38,7 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
     what a kill can leave behind elsewhere.
 
     Args:
-      model: A tf_keras model, typically the slim model.
+      model: A tf_keras or Keras 3 model, typically the slim model.
       export_dir: The SavedModel folder to write (TF Serving expects it under
         a numeric version folder, e.g. `models/my_model/1`). An existing
         folder is replaced as a whole.
@@ -54,7 +59,7 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
     Raises:
       ValueError: for a bad `batch_size` or `input_signature`.
       FileExistsError: if `overwrite=False` and `export_dir` exists.
-      UnsupportedModelError: if `model` is not a built tf_keras model.
+      UnsupportedModelError: if `model` is not a built Keras model.
 
     Example:
 
@@ -70,18 +75,23 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
     print(serve(features=tf.ones((3, 4)))["scores"].shape)   # (3, 2)
     ```
     """
+    flavour = signature.check_model(model)
     specs = signature.input_specs(model, batch_size, input_signature)
     names = signature.output_names(model)
     export_dir = os.fspath(export_dir)
     atomic.check_writable([export_dir], overwrite)
-    serve = signature.serving_function(model, specs).get_concrete_function()
+    function = signature.serving_function(model, specs)
+    serve = function.get_concrete_function()
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel("ERROR")  # Keras warns about unbuilt compiled metrics while tracing
     try:
         with atomic.atomic_path(export_dir, directory=True) as tmp:
-            model.save(tmp, save_format="tf", include_optimizer=False, overwrite=True,
-                       signatures={SERVING_KEY: serve})
+            if flavour == "keras3":
+                write_keras3_saved_model(model, function, tmp)
+            else:
+                model.save(tmp, save_format="tf", include_optimizer=False, overwrite=True,
+                           signatures={SERVING_KEY: serve})
     finally:
         logger.setLevel(level)
     sig = signature.signature_of(specs, serve, names)
@@ -89,3 +99,21 @@ def export_saved_model(model, export_dir, batch_size=None, input_signature=None,
         print_fn(f"SavedModel written to {export_dir}; signature {SERVING_KEY!r}:\n"
                  f"{sig.describe()}")
     return sig
+
+
+def write_keras3_saved_model(model, function, path):
+    """Writes what `model.export(path, format="tf_saved_model")` writes, with our signature.
+
+    `keras.export.ExportArchive`, the writer behind `model.export`, serves
+    its first endpoint, `serve`, as `serving_default` too.
+
+    Args:
+      model: A Keras 3 model.
+      function: Its serving `tf.function` (`signature.serving_function`).
+      path: The folder to write.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", function)
+    archive.write_out(path, verbose=False)

@@ -13,9 +13,9 @@ import numbers
 from typing import List, Optional, Tuple
 
 import tensorflow as tf
-import tf_keras
 
 from vai_optimizer_tf import errors
+from vai_optimizer_tf.graph import adapters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,15 +70,21 @@ class ModelSignature:
 
 
 def check_model(model):
-    """Raises `UnsupportedModelError` unless `model` is a built tf_keras model."""
-    if not isinstance(model, tf_keras.Model):
+    """Raises `UnsupportedModelError` unless `model` is a built tf_keras or Keras 3 model.
+
+    Returns:
+      The model's flavour, `"tf_keras"` or `"keras3"`.
+    """
+    flavour = adapters.flavour_of(model)
+    if flavour is None or not hasattr(model, "inputs"):
         raise errors.UnsupportedModelError(
-            f"Invalid `model`: expected a tf_keras Model (Keras 2), such as the slim model of "
+            f"Invalid `model`: expected a tf_keras or Keras 3 Model, such as the slim model of "
             f"runner.get_slim_model(). Received: model={type(model).__name__}")
     if not model.built or not getattr(model, "inputs", None):
         raise errors.UnsupportedModelError(
             f"Invalid `model`: model {model.name!r} has no defined inputs. Export a Functional "
             "or built Sequential model (subclassed models are not supported).")
+    return flavour
 
 
 def check_batch_size(batch_size):
@@ -108,7 +114,7 @@ def input_specs(model, batch_size=None, input_signature=None):
     """Named `tf.TensorSpec`s for the model's inputs.
 
     Args:
-      model: A built tf_keras model.
+      model: A built tf_keras or Keras 3 model.
       batch_size: `None` for a batch-size-polymorphic signature, or a fixed
         batch size. Defaults to `None`.
       input_signature: Optional `tf.TensorSpec` (or list, one per input)
@@ -124,8 +130,7 @@ def input_specs(model, batch_size=None, input_signature=None):
     """
     check_model(model)
     batch_size = check_batch_size(batch_size)
-    names = _unique(getattr(model, "input_names", None)
-                    or [t.name.split(":")[0] for t in model.inputs])
+    names = _unique(adapters.io_names(model)[0])
     given = tf.nest.flatten(input_signature) if input_signature is not None else None
     if given is not None and len(given) != len(model.inputs):
         raise ValueError(
@@ -133,7 +138,7 @@ def input_specs(model, batch_size=None, input_signature=None):
             f"input. Received: input_signature={input_signature!r}")
     specs = []
     for i, (tensor, name) in enumerate(zip(model.inputs, names)):
-        shape = list(tensor.shape)
+        shape = [None if d is None else int(d) for d in tensor.shape]
         if given is not None:
             wanted = tf.TensorShape(getattr(given[i], "shape", given[i])).as_list()
             if len(wanted) != len(shape) or any(
@@ -151,14 +156,14 @@ def input_specs(model, batch_size=None, input_signature=None):
 
 def output_names(model):
     """The model's output names, made unique."""
-    return _unique(list(model.output_names))
+    return _unique(adapters.io_names(model)[1])
 
 
 def serving_function(model, specs):
     """A `tf.function` calling `model` in inference mode, outputs keyed by name.
 
     Args:
-      model: A built tf_keras model.
+      model: A built tf_keras or Keras 3 model.
       specs: Its named input specs, from `input_specs`.
 
     Returns:

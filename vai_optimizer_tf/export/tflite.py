@@ -2,12 +2,13 @@
 
 import dataclasses
 import os
+import tempfile
 from typing import Dict
 
 import numpy as np
 import tensorflow as tf
 
-from vai_optimizer_tf.export import accuracy, signature
+from vai_optimizer_tf.export import accuracy, saved_model, signature
 from vai_optimizer_tf.export.tflite_model import TFLiteModel
 from vai_optimizer_tf.utils import atomic
 
@@ -92,7 +93,7 @@ def representative_dataset(data, num_samples=100):
 
 def convert_to_tflite(model, quantization="float", representative_data=None,
                       num_calibration_samples=100, input_signature=None):
-    """Converts a tf_keras model to a TFLite flatbuffer.
+    """Converts a tf_keras or Keras 3 model to a TFLite flatbuffer.
 
     * `"float"`: float32 weights and activations.
     * `"int8"`: full-integer post-training quantization. Weights and
@@ -107,7 +108,7 @@ def convert_to_tflite(model, quantization="float", representative_data=None,
     Keras model does.
 
     Args:
-      model: A tf_keras model.
+      model: A tf_keras or Keras 3 model.
       quantization: `"float"`, `"int8"` or `"qat"`. Defaults to `"float"`.
       representative_data: Calibration inputs for `"int8"`; see
         `representative_dataset` for the accepted forms. Defaults to `None`.
@@ -139,9 +140,24 @@ def convert_to_tflite(model, quantization="float", representative_data=None,
         raise ValueError("Invalid `representative_data`: full-integer int8 quantization needs "
                          "calibration inputs, e.g. a few hundred training images. "
                          "Received: representative_data=None")
+    flavour = signature.check_model(model)
     specs = signature.input_specs(model, None, input_signature)
-    concrete = signature.serving_function(model, specs).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    function = signature.serving_function(model, specs)
+    if flavour == "keras3":
+        # The converter cannot track a Keras 3 model's variables itself; from the
+        # SavedModel that `model.export` writes, it reads them and the signature.
+        with tempfile.TemporaryDirectory() as folder:
+            saved_model.write_keras3_saved_model(model, function, folder)
+            return _convert(tf.lite.TFLiteConverter.from_saved_model(
+                folder, signature_keys=[saved_model.SERVING_KEY]), quantization,
+                representative_data, num_calibration_samples)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], model)
+    return _convert(converter, quantization, representative_data, num_calibration_samples)
+
+
+def _convert(converter, quantization, representative_data, num_calibration_samples):
+    """Sets `converter` up for `quantization` and converts."""
     if quantization in ("int8", "qat"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.inference_input_type = tf.int8
@@ -163,7 +179,7 @@ def export_tflite(model, path, quantization="float", representative_data=None,
     side, so the cost of conversion and quantization is visible.
 
     Args:
-      model: A tf_keras model, typically the slim model (or its QAT version
+      model: A tf_keras or Keras 3 model, typically the slim model (or its QAT version
         for `quantization="qat"`).
       path: Destination file, ending in `.tflite`.
       quantization: `"float"`, `"int8"` or `"qat"`; see `convert_to_tflite`.

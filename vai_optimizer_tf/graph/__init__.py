@@ -8,16 +8,20 @@ Modules:
   (looked up through the MRO).
 * `layer_rules.py`, `op_rules.py`: flavour-neutral rules, which read only a
   `Node` (config dict, shapes, weights, call arguments).
+* `adapter.py`: `ModelAdapter`, the contract every adapter implements (what
+  the rest of the library calls).
 * `tf_keras_rules.py`: maps each tf_keras layer class to its rule, one
   registry entry per class.
 * `tf_keras_adapter.py`: reads tf_keras models into the IR and rebuilds them.
 * `tf_keras_calibration.py`: the BatchNormalization layer of calibration
   copies (adaptive BN) and which noise layers to switch off.
+* `keras3_rules.py`, `keras3_adapter.py`, `keras3_calibration.py`: the same
+  three for Keras 3 models (`import keras`, `tf.keras` in TF 2.16+),
+  `keras.ops` calls included.
 * `adapters.py`: picks the adapter of a model by its Keras flavour.
 
-Only `tf_keras_adapter.py` and `tf_keras_rules.py` touch tf_keras internals
-(`tf_keras.src`: private base classes, op layers, functional-model helpers);
-`tests/test_registry.py` checks that no other module imports them. An
-adapter for another Keras flavour adds its own pair of modules and registers
-its classes with the same rules.
+Only the flavour modules touch Keras internals (`tf_keras.src` in the
+tf_keras ones, `keras.src` in the Keras 3 ones); `tests/test_registry.py`
+checks that no other module imports them. Both flavours register their
+classes with the same rules, in the one registry.
 """

@@ -15,7 +15,13 @@ Keras 2.
 from vai_optimizer_tf.graph.registry import Axis, LayerSpec, Role
 from vai_optimizer_tf.stats import formulas
 
-_SOFTMAX_ACTIVATIONS = ("softmax", "log_softmax")
+# Activations whose output channel i depends on other channels: what they do.
+_CHANNEL_MIXING_ACTIVATIONS = {
+    "softmax": "applies a softmax across its outputs",
+    "log_softmax": "applies a softmax across its outputs",
+    "sparsemax": "applies a sparsemax across its outputs",
+    "glu": "gates one half of its channels with the other half",
+}
 
 
 activation_name = formulas.activation_name
@@ -47,10 +53,10 @@ def _unknown_activation(node):
 
 def _output_checked(spec, node):
     """A producer's spec, its output fixed when its activation mixes channels or is unknown."""
-    if activation_name(node.config) in _SOFTMAX_ACTIVATIONS:
+    mixing = _CHANNEL_MIXING_ACTIVATIONS.get(activation_name(node.config))
+    if mixing:
         return spec.replace(fixed_output=(
-            f"layer {node.layer_path!r} applies a softmax across its outputs, which "
-            "mixes channels"))
+            f"layer {node.layer_path!r} {mixing}, which mixes channels"))
     unknown = _unknown_activation(node)
     if unknown:
         return spec.replace(fixed_output=unknown)
@@ -160,9 +166,12 @@ def normalization(node):
 # Activations -----------------------------------------------------------------
 
 def activation(node):
-    if activation_name(node.config) in _SOFTMAX_ACTIVATIONS:
-        return LayerSpec.barrier(f"softmax layer {node.layer_path!r}, which normalizes "
-                                 "across channels").replace(flops=formulas.activation)
+    name = activation_name(node.config)
+    if name in _CHANNEL_MIXING_ACTIVATIONS:
+        known = name in formulas.ACTIVATION_FLOPS
+        return LayerSpec.barrier(
+            f"activation layer {node.layer_path!r} {_CHANNEL_MIXING_ACTIVATIONS[name]}, "
+            "which mixes channels", flops=formulas.activation if known else None)
     unknown = _unknown_activation(node)
     if unknown:  # a user's function: its cost is unknown too
         return LayerSpec.barrier(unknown)
@@ -228,12 +237,12 @@ def concatenate(node):
 
 # Wrappers and application layers ----------------------------------------------
 
-def _per_step_flops(formula):
+def _per_step_flops(formula, per_call_once=True):
     """`formula` of the wrapped layer, applied at every time step."""
     if formula is None:
         return None
 
-    per_call = getattr(formula, "per_call", None)
+    per_call = getattr(formula, "per_call", None) if per_call_once else None
 
     def flops(node, in_shapes, out_shapes):
         steps = in_shapes[0][1]
@@ -247,7 +256,7 @@ def _per_step_flops(formula):
     return flops
 
 
-def time_distributed(registry):
+def time_distributed(registry, per_call_once=True):
     """The rule of `TimeDistributed`, resolving the wrapped layer in `registry`.
 
     The wrapped layer's rule applies with the time axis added: a producer's
@@ -255,6 +264,13 @@ def time_distributed(registry):
     are the wrapped layer's, its FLOPs count once per time step, and the slim
     model rewrites the wrapped layer's config (`config_path`). Wrapped layers
     that merge, concatenate or flatten make a barrier.
+
+    Args:
+      registry: The `LayerRegistry` resolving the wrapped layer.
+      per_call_once: Whether the parts of the wrapped layer's FLOPs computed
+        from its weights alone (`per_call`) count once (tf_keras runs the
+        layer once on all time steps) or at every step (Keras 3 calls the
+        layer once per step). Defaults to `True`.
     """
     def rule(node):
         inner = node.wrapped
@@ -262,7 +278,7 @@ def time_distributed(registry):
             return LayerSpec.barrier(f"wrapper {node.layer_path!r} whose wrapped layer the "
                                      "adapter did not describe")
         spec = registry.resolve(inner)
-        flops = _per_step_flops(spec.flops)
+        flops = _per_step_flops(spec.flops, per_call_once)
         if spec.role in (Role.PRODUCER, Role.PASSTHROUGH):
             return spec.replace(config_path=("layer", "config") + spec.config_path, flops=flops)
         if spec.role is Role.BARRIER:

@@ -1,11 +1,15 @@
-"""Rules for TensorFlow functions called on Keras tensors (`tf.nn.relu(x)`, `x / y`).
+"""Rules for functions called on Keras tensors (`tf.nn.relu(x)`, `keras.ops.add(x, y)`).
 
-tf_keras records such a call as one layer whose config names the function
+tf_keras records a `tf.*` call as one layer whose config names the function
 (`"nn.relu"`, `"math.truediv"`) and whose call arguments hold the operands.
-The rules here read only that neutral information from the `Node`. Function
-names are the ones tf_keras records: aliases are recorded under one name
-(`tf.nn.swish` as `"nn.silu"`, `tf.math.divide` as `"math.truediv"`). A
-function missing from the tables is a barrier whose FLOPs are unknown.
+Keras 3 records a `keras.ops` call as one operation of the op's class
+(`keras.src.ops.nn.Relu`), whose call arguments hold the operands and whose
+config the op's other arguments (an axis, a shape); `keras3_rules.py` maps
+each op class to the function of these tables it computes. The rules here
+read only that neutral information from the `Node`. Function names are the
+ones tf_keras records: aliases are recorded under one name (`tf.nn.swish` as
+`"nn.silu"`, `tf.math.divide` as `"math.truediv"`). A function missing from
+the tables is a barrier whose FLOPs are unknown.
 
 **Zero safety.** In the sparse model a pruned channel is exactly 0, and the
 layers reading it have zeroed weights for it. An element-wise function that
@@ -129,14 +133,16 @@ def _zero_unsafe(where, why, flops):
         "NaN in the sparse model").replace(flops=flops)
 
 
-def _elementwise(node, where, function):
+def _elementwise(node, where, function, per_element=None):
     if function in SAFE_UNARY_OPS:
-        return LayerSpec.passthrough(flops=formulas.per_element(SAFE_UNARY_OPS[function]))
+        count = SAFE_UNARY_OPS[function] if per_element is None else per_element
+        return LayerSpec.passthrough(flops=formulas.per_element(count))
     if function in UNSAFE_UNARY_OPS:
         count, why = UNSAFE_UNARY_OPS[function]
+        count = count if per_element is None else per_element
         return _zero_unsafe(where, why, formulas.per_element(count))
     count, at_zero = BINARY_OPS.get(function, (1, None))
-    flops = formulas.per_element(count)
+    flops = formulas.per_element(count if per_element is None else per_element)
     for const in _constants(node):
         if np.ndim(const) and np.shape(const)[-1] > 1:
             return LayerSpec.barrier(f"{where} with a per-channel constant operand").replace(
@@ -153,36 +159,69 @@ def _elementwise(node, where, function):
 def tf_op(node):
     """The rule of one `tf.*` function call, chosen by the function's name."""
     function = node.config.get("function", "")
-    where = f"tf.{function} call {node.layer_path!r}"
+    return function_spec(node, function, f"tf.{function} call {node.layer_path!r}")
+
+
+def function_spec(node, function, where, per_element=None):
+    """The spec of `node`, a call of the function the tables name `function`.
+
+    Args:
+      node: The call's node; its call arguments are the function's.
+      function: A name of the tables above (`"math.add"`, `"concat"`).
+      where: How messages name the call (`"tf.math.add call 'add'"`).
+      per_element: For element-wise functions, FLOPs per element when the
+        flavour computes the function with other TF ops than the tables
+        count. Defaults to the tables' count.
+    """
     r = rank(node)
     if (function in SAFE_UNARY_OPS or function in UNSAFE_UNARY_OPS or function in BINARY_OPS
             or function in POW_OPS):
-        return _elementwise(node, where, function)
+        return _elementwise(node, where, function, per_element)
     if function == "concat":
         axis = int(_call_arg(node, 1, "axis", -1))
         role = Role.CONCAT if axis % r == r - 1 else Role.MERGE
         return LayerSpec(role, flops=formulas.zero)
     if function in REDUCE_OPS:
-        flops = REDUCE_OPS[function]
-        axis = _call_arg(node, 1, "axis")
-        keepdims = bool(_call_arg(node, 2, "keepdims", False))
-        if axis is not None and not covers_channel_axis(axis, r) and (keepdims or r > 1):
-            return LayerSpec.passthrough(flops=flops)
-        return LayerSpec.barrier(f"{where}, which reduces over the channel axis").replace(
-            flops=flops)
+        return reduction_spec(node, where, _call_arg(node, 1, "axis"),
+                              bool(_call_arg(node, 2, "keepdims", False)), REDUCE_OPS[function])
     if function == "reshape":
-        shape = list(_call_arg(node, 1, "shape", []) or [])
-        if len(shape) == 2 and shape[-1] == -1:
-            return LayerSpec(Role.FLATTEN, flops=formulas.zero)
-        features = node.input_shapes[0][1:] if node.input_shapes else (None,)
-        if (len(shape) == 2 and shape[0] == -1 and None not in features
-                and shape[1] == math.prod(features)):
-            return LayerSpec(Role.FLATTEN, rewrite_call=_rewrite_flat_reshape,
-                             flops=formulas.zero)
-        return LayerSpec.barrier(f"{where} to the fixed shape {tuple(shape)}; use "
-                                 "layers.Reshape, or -1 for the flattened axis").replace(
-                                     flops=formulas.zero)
+        return reshape_spec(node, where, list(_call_arg(node, 1, "shape", []) or []),
+                            rewrite_call=_rewrite_flat_reshape)
     return LayerSpec.barrier(f"{where}, an op with no channel rule")
+
+
+def reduction_spec(node, where, axis, keepdims, flops):
+    """A reduction over `axis`: channels pass through unless the channel axis is reduced."""
+    r = rank(node)
+    if axis is not None and not covers_channel_axis(axis, r) and (keepdims or r > 1):
+        return LayerSpec.passthrough(flops=flops)
+    return LayerSpec.barrier(f"{where}, which reduces over the channel axis").replace(
+        flops=flops)
+
+
+def reshape_spec(node, where, shape, rewrite_call=None, rewrite=None):
+    """A reshape to `shape`: flattening to `(-1, n)` or `(batch, -1)`, else a barrier.
+
+    Args:
+      node: The reshape's node.
+      where: How messages name the call.
+      shape: The target shape, batch axis included.
+      rewrite_call: How the slim model rewrites the call's arguments, for
+        flavours that keep the shape there (a `tf.reshape` call).
+      rewrite: How the slim model rewrites the config, for flavours that keep
+        the shape there (a Keras 3 `ops.reshape`).
+    """
+    shape = list(shape)
+    if len(shape) == 2 and shape[-1] == -1:
+        return LayerSpec(Role.FLATTEN, flops=formulas.zero)
+    features = node.input_shapes[0][1:] if node.input_shapes else (None,)
+    if (len(shape) == 2 and shape[0] == -1 and None not in features
+            and shape[1] == math.prod(features)):
+        return LayerSpec(Role.FLATTEN, rewrite_call=rewrite_call, rewrite=rewrite,
+                         flops=formulas.zero)
+    return LayerSpec.barrier(f"{where} to the fixed shape {tuple(shape)}; use "
+                             "layers.Reshape, or -1 for the flattened axis").replace(
+                                 flops=formulas.zero)
 
 
 def slicing_op(node):

@@ -9,8 +9,6 @@ arrays.
 """
 
 import copy
-import hashlib
-import difflib
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +20,7 @@ from vai_optimizer_tf import errors
 from vai_optimizer_tf.graph import ir
 from vai_optimizer_tf.graph import tf_keras_calibration
 from vai_optimizer_tf.graph import tf_keras_rules  # noqa: F401  (registers the entries)
+from vai_optimizer_tf.graph.adapter import ModelAdapter
 from vai_optimizer_tf.masks import channel_mask
 
 _MODEL_CLASS_NAMES = ("Functional", "Sequential", "Model")
@@ -37,9 +36,9 @@ def _check_model(model):
         module = type(model).__module__
         if module.startswith("keras"):
             raise errors.UnsupportedModelError(
-                f"Got a Keras 3 model ({type(model).__name__}); this version reads tf_keras "
-                "(Keras 2) models. Build the model with `import tf_keras as keras` (and "
-                "TF_USE_LEGACY_KERAS=1 for code that uses tf.keras).")
+                f"Got a Keras 3 model ({type(model).__name__}); TfKerasAdapter reads tf_keras "
+                "(Keras 2) models. Use vai_optimizer_tf.graph.adapters.adapter_for(model), "
+                "which picks the Keras 3 adapter.")
         raise errors.UnsupportedModelError(
             f"Expected a tf_keras Sequential or Functional model. Received: model of type "
             f"{type(model).__name__}")
@@ -175,7 +174,7 @@ def _concretize_nested_inputs(model, config):
     return changed
 
 
-class TfKerasAdapter:
+class TfKerasAdapter(ModelAdapter):
     """Reads a tf_keras model into a `Graph` and rebuilds it with changes.
 
     Args:
@@ -190,6 +189,16 @@ class TfKerasAdapter:
       UnsupportedModelError: for subclassed models, unbuilt Sequential
         models, Keras 3 models, or an `input_signature` that does not fit.
     """
+
+    flavour = "tf_keras"
+    mask_class = channel_mask.ChannelMask
+
+    @staticmethod
+    def io_names(model):
+        """`(input names, output names)` of a tf_keras model."""
+        inputs = list(getattr(model, "input_names", None)
+                      or [t.name.split(":")[0] for t in model.inputs])
+        return inputs, list(model.output_names)
 
     def __init__(self, model, input_signature=None):
         _check_model(model)
@@ -342,16 +351,7 @@ class TfKerasAdapter:
             self._source_digest = TfKerasAdapter(self.source_model).graph.digest()
         return self._source_digest
 
-    # Weights -----------------------------------------------------------------
-
-    def layer_weights(self, layer_path):
-        """The numpy values of the layer's variables, in `Node.weights` order."""
-        return self._layers[layer_path].get_weights()
-
-    def all_weights(self):
-        """Layer path -> list of numpy arrays, for every layer with weights."""
-        return {path: layer.get_weights() for path, layer in self._layers.items()
-                if layer.weights}
+    # Rebuilding --------------------------------------------------------------
 
     def custom_objects(self):
         """Name -> class for layer classes that are not part of tf_keras."""
@@ -365,8 +365,6 @@ class TfKerasAdapter:
                 objects[tf_keras.saving.get_registered_name(cls)] = cls
         objects["CalibratingBatchNormalization"] = tf_keras_calibration.CalibratingBatchNormalization
         return objects
-
-    # Rebuilding --------------------------------------------------------------
 
     def _from_config(self, model, config):
         objects = self.custom_objects() if hasattr(self, "_layers") else {}
@@ -413,18 +411,7 @@ class TfKerasAdapter:
         if name:
             config["name"] = name
         model = self._from_config(self.source_model, config)
-        for path, layer in self._layers.items():
-            if not layer.weights:
-                continue
-            values = layer_weights.get(path)
-            if values is None:
-                values = layer.get_weights()
-            target = self._find_layer(model, self._path_parts[path])
-            try:
-                target.set_weights(values)
-            except ValueError as e:
-                raise ValueError(f"Rebuilt layer {path!r} does not accept its new weights "
-                                 f"({[np.shape(v) for v in values]}): {e}") from e
+        self._set_rebuilt_weights(model, layer_weights)
         return model
 
     def _rewrite(self, model_config, prefix, layer_configs, tensor_shapes, layer_classes):
@@ -487,81 +474,7 @@ class TfKerasAdapter:
                 narrowed(layer_entry["config"],
                          in_ids[input_names.index(layer_entry["config"]["name"])])
 
-    @staticmethod
-    def _find_layer(model, parts):
-        layer = model
-        for part in parts:
-            layer = layer.get_layer(part)
-        return layer
-
-    def resolve_layer(self, layer_or_name):
-        """Layer path of a layer given as an object, a path, or a unique name.
-
-        Raises:
-          ValueError: if no layer (or several nested ones) match, with the
-            closest names in the message.
-        """
-        if isinstance(layer_or_name, str):
-            if layer_or_name in self._layers:
-                return layer_or_name
-            matches = [p for p in self._layers if p.split("/")[-1] == layer_or_name]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise ValueError(f"Layer name {layer_or_name!r} is ambiguous: it matches "
-                                 f"{matches}. Pass the full path or the layer object.")
-            close = difflib.get_close_matches(layer_or_name, list(self._layers), n=3)
-            raise ValueError(f"No layer named {layer_or_name!r} in model {self.model.name!r}"
-                             + (f"; did you mean {close}?" if close else ".")
-                             + " Layers without weights that only pass channels through "
-                             "cannot be excluded on their own; exclude the layer producing "
-                             "the channels instead.")
-        for path, layer in self._layers.items():
-            if layer is layer_or_name:
-                return path
-        name = getattr(layer_or_name, "name", None)
-        if isinstance(name, str) and self.model is not self.source_model:
-            return self.resolve_layer(name)
-        raise ValueError(f"Layer object {layer_or_name!r} is not part of model "
-                         f"{self.model.name!r}. Pass one of its layers or a layer name.")
-
-    def channel_masks(self, model):
-        """The masked variables of a model rebuilt by this adapter.
-
-        Returns:
-          `(layer path, weight index) -> (variable, ChannelMask)`.
-        """
-        masks = {}
-        for path, parts in self._path_parts.items():
-            layer = self._find_layer(model, parts)
-            for i, variable in enumerate(layer.weights):
-                constraint = getattr(variable, "constraint", None)
-                if isinstance(constraint, channel_mask.ChannelMask):
-                    masks[(path, i)] = (variable, constraint)
-        return masks
-
-    def layer_values(self, model, layer_path):
-        """Numpy values of a layer's weights in a model rebuilt by this adapter."""
-        return self._find_layer(model, self._path_parts[layer_path]).get_weights()
-
-    def layer_config(self, layer_path):
-        """A deep copy of the source layer's config."""
-        return copy.deepcopy(self._layers[layer_path].get_config())
-
     # Models built from this adapter -------------------------------------------
-
-    def assign_weights(self, model, layer_weights):
-        """Sets weights, by layer path, on a model rebuilt by this adapter."""
-        for path, values in layer_weights.items():
-            self._find_layer(model, self._path_parts[path]).set_weights(values)
-
-    def assign_source_weights(self, layer_weights):
-        """Sets weights, by layer path, on the source model itself.
-
-        Only for functions whose documented effect is to change the user's
-        model (such as `adaptive_bn`); runners never call it.
-        """
-        self.assign_weights(self.source_model, layer_weights)
 
     def compile_like_source(self, model):
         """Compiles `model` with the source model's loss and metrics, if it had any.
@@ -581,17 +494,6 @@ class TfKerasAdapter:
                       loss_weights=args.get("loss_weights"))
         return True
 
-    def weights_digest(self):
-        """A hex digest of all weight values, for cache keys."""
-        digest = hashlib.sha256()
-        for path, values in sorted(self.all_weights().items()):
-            digest.update(path.encode())
-            for value in values:
-                value = np.ascontiguousarray(value)
-                digest.update(str(value.shape).encode())
-                digest.update(value.tobytes())
-        return digest.hexdigest()[:16]
-
     # Adaptive-BN calibration -----------------------------------------------------
 
     def rebuild_for_calibration(self, layer_weights=None):
@@ -609,16 +511,4 @@ class TfKerasAdapter:
         Returns:
           `(model, calibrating)`: the copy, and its calibrating layers by path.
         """
-        configs, classes = {}, {}
-        for path, layer in self._layers.items():
-            replacement = tf_keras_calibration.calibration_config(layer)
-            if replacement is None:
-                continue
-            class_name, config = replacement
-            configs[path] = channel_mask.strip_masks(config)
-            if class_name is not None:
-                classes[path] = class_name
-        model = self.rebuild(layer_configs=configs, layer_weights=layer_weights,
-                             layer_classes=classes)
-        calibrating = {path: self._find_layer(model, self._path_parts[path]) for path in classes}
-        return model, calibrating
+        return self._calibration_copy(tf_keras_calibration.calibration_config, layer_weights)

@@ -1,4 +1,4 @@
-"""`ChannelMask`: the Keras constraint that keeps pruned channels at zero.
+"""`ChannelMask`: the tf_keras constraint that keeps pruned channels at zero.
 
 tf_keras optimizers apply a variable's constraint right after every update,
 inside the compiled train step, in `model.fit` and in custom
@@ -12,18 +12,20 @@ a pruning callback can change it during `fit` without retracing. Its config
 stores the kept indices, so `model.save` / `load_model` restore it, and the
 class is registered with Keras under `vai_optimizer_tf>ChannelMask`, and under
 its bare name `ChannelMask` for the legacy `.h5` loader (see `_register`).
+Keras 3 models get the Keras 3 class of `keras3_channel_mask.py`, which
+behaves the same and is registered under the same name in Keras 3.
 """
 
-import numpy as np
-import tensorflow as tf
 import tf_keras
 
-REGISTERED_NAME = "vai_optimizer_tf>ChannelMask"
+from vai_optimizer_tf.masks.channel_mask_base import (REGISTERED_NAME, ChannelMaskBase,  # noqa: F401
+                                                      constraint_key, is_channel_mask_config,
+                                                      strip_masks)
 
 
 @tf_keras.saving.register_keras_serializable(package="vai_optimizer_tf")
-class ChannelMask(tf_keras.constraints.Constraint):
-    """Zeroes the pruned channel slices of a weight after every update.
+class ChannelMask(ChannelMaskBase, tf_keras.constraints.Constraint):
+    """Zeroes the pruned channel slices of a weight after every update (tf_keras).
 
     Args:
       shape: The weight's shape.
@@ -40,41 +42,12 @@ class ChannelMask(tf_keras.constraints.Constraint):
     ```
     """
 
-    def __init__(self, shape, axes, inner=None):
-        self.shape = tuple(int(d) for d in shape)
-        self.inner_config = inner
-        self.inner = tf_keras.constraints.get(inner) if inner else None
-        self.keep = {}
-        for axis, kept in axes:
-            axis = int(axis)
-            vector = np.zeros(self.shape[axis], dtype=np.float32)
-            vector[np.asarray(kept, dtype=np.int64)] = 1.0
-            self.keep[axis] = tf.Variable(vector, trainable=False, name=f"channel_keep_{axis}")
+    @staticmethod
+    def _deserialize_constraint(config):
+        return tf_keras.constraints.get(config)
 
-    def __call__(self, w):
-        if self.inner is not None:
-            w = self.inner(w)
-        rank = len(self.shape)
-        for axis, keep in self.keep.items():
-            shape = [1] * rank
-            shape[axis] = -1
-            w = w * tf.reshape(tf.cast(keep, w.dtype), shape)
-        return w
-
-    def kept(self, axis):
-        """The kept indices along `axis`, as a sorted int array."""
-        return np.nonzero(self.keep[axis].numpy())[0]
-
-    def set_kept(self, axis, kept):
-        """Changes the kept indices along `axis`; takes effect at the next update."""
-        vector = np.zeros(self.shape[axis], dtype=np.float32)
-        vector[np.asarray(kept, dtype=np.int64)] = 1.0
-        self.keep[axis].assign(vector)
-
-    def get_config(self):
-        return {"shape": list(self.shape),
-                "axes": [[axis, [int(k) for k in self.kept(axis)]] for axis in self.keep],
-                "inner": self.inner_config}
+    def serialize(self):
+        return tf_keras.saving.serialize_keras_object(self)
 
 
 def _register():
@@ -91,44 +64,3 @@ def _register():
 
 
 _register()
-
-
-def is_channel_mask_config(value):
-    return isinstance(value, dict) and value.get("class_name") in ("ChannelMask", REGISTERED_NAME)
-
-
-def strip_masks(layer_config):
-    """A copy of a layer config with every `ChannelMask` replaced by its inner constraint."""
-    config = dict(layer_config)
-    for key, value in layer_config.items():
-        if key.endswith("_constraint") and is_channel_mask_config(value):
-            config[key] = value.get("config", {}).get("inner")
-    return config
-
-
-def constraint_key(weight_name):
-    """The layer config key of a weight's constraint (`kernel` -> `kernel_constraint`)."""
-    return weight_name.replace("_kernel", "") + "_constraint"
-
-
-def with_masks(layer_config, masks):
-    """A copy of `layer_config` with `ChannelMask`s on the weights in `masks`.
-
-    Args:
-      layer_config: The layer's config (without masks).
-      masks: Weight name -> `(shape, [[axis, kept], ...])`.
-
-    Returns:
-      `(config, unmasked)`: the new config, and the weight names whose layer
-      has no constraint argument to hold a mask.
-    """
-    config = dict(layer_config)
-    unmasked = []
-    for name, (shape, axes) in masks.items():
-        key = constraint_key(name)
-        if key not in config:
-            unmasked.append(name)
-            continue
-        mask = ChannelMask(shape, axes, inner=config.get(key))
-        config[key] = tf_keras.saving.serialize_keras_object(mask)
-    return config, unmasked

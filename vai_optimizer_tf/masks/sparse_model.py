@@ -4,7 +4,6 @@ import logging
 
 import numpy as np
 
-from vai_optimizer_tf.masks import channel_mask
 from vai_optimizer_tf.masks.slice_plan import SlicePlan
 
 logger = logging.getLogger("vai_optimizer_tf")
@@ -29,18 +28,18 @@ def build_sparse_model(adapter, plan, weights=None):
     slim model is exactly equivalent.
 
     Every trainable weight of every prunable group carries a `ChannelMask`
-    constraint (all ones where nothing is pruned yet), so training with any
-    tf_keras optimizer keeps the pruned slices at zero, and pruning callbacks
-    can prune further during `fit`.
+    constraint of the model's Keras flavour (all ones where nothing is pruned
+    yet), so training with any optimizer keeps the pruned slices at zero, and
+    pruning callbacks can prune further during `fit`.
 
     Args:
-      adapter: The `TfKerasAdapter` of the source model (never modified).
+      adapter: The `ModelAdapter` of the source model (never modified).
       plan: A `SlicePlan`.
       weights: Optional layer path -> arrays to start from. Defaults to the
         source model's weights.
 
     Returns:
-      A new tf_keras model.
+      A new model of the source's flavour.
     """
     weights = weights if weights is not None else adapter.all_weights()
     full = mask_plan(plan)
@@ -55,7 +54,7 @@ def build_sparse_model(adapter, plan, weights=None):
                  for i, slices in per_weight.items() if node.weights[i].trainable}
         # The constraints live in the config of the layer that owns the weights
         # (the wrapped layer of a TimeDistributed).
-        layer_config, unmasked = channel_mask.with_masks(spec.layer_config(node.config), masks)
+        layer_config, unmasked = adapter.with_masks(spec.layer_config(node.config), masks)
         configs[path] = spec.with_layer_config(node.config, layer_config)
         if unmasked:
             logger.warning("Layer %r has no constraint argument for %s: its pruned slices are "

@@ -40,7 +40,7 @@ class PruningRunner:
     passed in is never modified.
 
     Args:
-      model: A tf_keras Sequential or Functional model, nested models and
+      model: A tf_keras or Keras 3 Sequential or Functional model, nested models and
         shared layers included.
       input_signature: Optional `tf.TensorSpec` (or list, one per input) for
         models whose input shape is not fully defined, e.g.
@@ -343,7 +343,7 @@ class PruningRunner:
             are used instead of the runner's model's. Defaults to `None`.
 
         Returns:
-          A new tf_keras model (uncompiled).
+          A new model of the runner's model's Keras flavour (uncompiled).
 
         Raises:
           SpecMismatchError: if the spec was made for another model.
@@ -366,7 +366,7 @@ class PruningRunner:
           spec_path: Vitis-style alias of `spec`.
 
         Returns:
-          A new tf_keras model (uncompiled).
+          A new model of the runner's model's Keras flavour (uncompiled).
 
         Raises:
           SpecMismatchError: if the spec was made for another model.

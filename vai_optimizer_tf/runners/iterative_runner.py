@@ -36,7 +36,7 @@ class IterativePruningRunner(PruningRunner):
     model passed in is never modified.
 
     Args:
-      model: A tf_keras Sequential or Functional model, nested models and
+      model: A tf_keras or Keras 3 Sequential or Functional model, nested models and
         shared layers included.
       input_signature: Optional `tf.TensorSpec` (or list, one per input) for
         models whose input shape is not fully defined, e.g.
@@ -240,7 +240,7 @@ class IterativePruningRunner(PruningRunner):
             line per measurement, 0 is silent. Defaults to `1`.
 
         Returns:
-          A new tf_keras model (uncompiled).
+          A new model of the runner's model's Keras flavour (uncompiled).
 
         Raises:
           ValueError: for bad arguments or an unreachable FLOPs target, or for

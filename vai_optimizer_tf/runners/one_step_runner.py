@@ -44,7 +44,7 @@ class OneStepPruningRunner(PruningRunner):
     The model passed in is never modified.
 
     Args:
-      model: A tf_keras Sequential or Functional model.
+      model: A tf_keras or Keras 3 Sequential or Functional model.
       input_signature: Optional `tf.TensorSpec` (or list) for models whose
         input shape is not fully defined; only used to count FLOPs. Defaults
         to the model's own input shapes.
@@ -277,7 +277,7 @@ class OneStepPruningRunner(PruningRunner):
             scored. Defaults to `True`.
 
         Returns:
-          A new tf_keras model (uncompiled).
+          A new model of the runner's model's Keras flavour (uncompiled).
 
         Raises:
           ValueError: without a search, or for an index that was not scored.

@@ -96,7 +96,7 @@ def adaptive_bn(model, calibration_data, steps=50, batch_size=32):
     them); nothing else changes.
 
     Args:
-      model: A tf_keras Sequential or Functional model, e.g. a sparse or slim
+      model: A tf_keras or Keras 3 Sequential or Functional model, e.g. a sparse or slim
         model returned by a runner.
       calibration_data: A `tf.data.Dataset` of batches, a numpy array of
         inputs (or a list/dict of arrays, one per input), an `(x, y)` tuple

@@ -26,12 +26,20 @@ of a pruned model are computed without building it.
 import math
 
 # The Keras activations, with their FLOPs per element as TensorFlow's profiler
-# counts them. Each is finite, with a finite gradient, at 0.
+# counts them in tf_keras. Each is finite, with a finite gradient, at 0. The
+# names from `celu` on exist in Keras 3 only.
 ACTIVATION_FLOPS = {
     "linear": 0, "relu": 0, "relu6": 0, "leaky_relu": 0, "elu": 0, "selu": 0, "sigmoid": 0,
     "tanh": 0, "softplus": 0, "softsign": 0, "exponential": 0, "mish": 1, "swish": 2,
     "silu": 2, "hard_sigmoid": 4, "gelu": 4, "softmax": 5, "log_softmax": 0,
+    "celu": 5, "hard_shrink": 1, "hard_silu": 3, "hard_swish": 3, "hard_tanh": 2,
+    "log_sigmoid": 2, "soft_shrink": 4, "sparse_plus": 5, "sparse_sigmoid": 4, "squareplus": 4,
+    "tanh_shrink": 1, "sparsemax": 8,
 }
+
+# Keras 3 computes `hard_sigmoid` as `relu6(x + 3) / 6` (tf_keras with a clip:
+# 4 FLOPs); every other activation costs what `ACTIVATION_FLOPS` says.
+KERAS3_ACTIVATION_FLOPS = {**ACTIVATION_FLOPS, "hard_sigmoid": 2}
 
 
 def activation_name(config):
@@ -51,6 +59,22 @@ def activation_name(config):
 
 def _elements(shape):
     return math.prod(d for d in shape[1:])
+
+
+def with_activation_flops(formula, table):
+    """`formula`, with the node's activation counted by `table` instead of `ACTIVATION_FLOPS`.
+
+    For a flavour that computes some activations with other TF ops (Keras 3's
+    `hard_sigmoid`). `per_call` parts are kept.
+    """
+    def counted(node, in_shapes, out_shapes):
+        name = activation_name(node.config)
+        delta = table.get(name, 0) - ACTIVATION_FLOPS.get(name, 0)
+        return formula(node, in_shapes, out_shapes) + delta * _elements(out_shapes[0])
+    counted.__name__ = getattr(formula, "__name__", "flops")
+    if hasattr(formula, "per_call"):
+        counted.per_call = formula.per_call
+    return counted
 
 
 def _activation_flops(config, out_shape):
@@ -158,10 +182,10 @@ def _affine(elements, stats, inv, scale, center):
             + (elements if center else inv))
 
 
-def _batch_norm_parts(node, shape):
+def _batch_norm_parts(node, shape, fused_kernel=True):
     """(per-sample FLOPs, per-call FLOPs) of an inference BatchNormalization."""
     axes = _norm_axes(node, shape)
-    fused = (len(shape) in (4, 5) and len(axes) == 1 and axes[0] in (1, len(shape) - 1)
+    fused = (fused_kernel and len(shape) in (4, 5) and len(axes) == 1 and axes[0] in (1, len(shape) - 1)
              and not node.config.get("renorm")
              and node.config.get("virtual_batch_size") is None)
     if fused:
@@ -187,6 +211,20 @@ batch_norm.per_call = lambda node, in_shapes, out_shapes: _batch_norm_parts(
     node, in_shapes[0])[1]
 
 
+def batch_norm_unfused(node, in_shapes, out_shapes):
+    """Inference BatchNormalization as `tf.nn.batch_normalization`, whatever its rank.
+
+    Keras 3 computes every BatchNormalization this way, never with the fused
+    kernel: `x * inv + (offset - mean * inv)` over the input, and `inv` and
+    the offset term from the moving statistics.
+    """
+    return sum(_batch_norm_parts(node, in_shapes[0], fused_kernel=False))
+
+
+batch_norm_unfused.per_call = lambda node, in_shapes, out_shapes: _batch_norm_parts(
+    node, in_shapes[0], fused_kernel=False)[1]
+
+
 def layer_norm(node, in_shapes, out_shapes):
     """LayerNormalization: fused over trailing axes, else moments plus the affine part."""
     shape = in_shapes[0]
@@ -200,6 +238,36 @@ def layer_norm(node, in_shapes, out_shapes):
     stats = _reduced_elements(shape, axes)
     # Moments: mean (E), squared difference (2E), mean (E).
     return 4 * elements + _affine(elements, stats, elements if scale else stats, scale, center)
+
+
+def layer_norm_moments(node, in_shapes, out_shapes):
+    """LayerNormalization as Keras 3 computes it: `ops.moments`, then the affine part.
+
+    `inv = rsqrt(var + eps) [* gamma]`, `res = -mean * inv [+ beta]`,
+    `x * inv + res`; with a scale, `inv` has the input's shape.
+    """
+    shape = in_shapes[0]
+    elements = _elements(shape)
+    stats = _reduced_elements(shape, _norm_axes(node, shape))
+    scale, center = node.config.get("scale", True), node.config.get("center", True)
+    inv = elements if scale else stats
+    # Moments: mean (E), squared difference (2E), mean (E); rsqrt(var + eps) (3S); -mean (S).
+    return (4 * elements + 4 * stats + (elements if scale else 0) + inv
+            + (elements if center else 0) + 2 * elements)
+
+
+def group_norm_moments(node, in_shapes, out_shapes):
+    """GroupNormalization as Keras 3 computes it: `ops.moments` per group, then the affine part."""
+    shape = in_shapes[0]
+    elements, channels = _elements(shape), shape[-1]
+    groups = int(node.config.get("groups", 32))
+    groups = channels if groups == -1 else groups
+    scale, center = node.config.get("scale", True), node.config.get("center", True)
+    inv = channels if scale else groups
+    # Moments (4E); rsqrt(var + eps) (3G); -mean (G); inv * gamma (C); -mean * inv;
+    # + beta (C); x * inv + res (2E).
+    return (4 * elements + 4 * groups + (channels if scale else 0) + inv
+            + (channels if center else 0) + 2 * elements)
 
 
 def group_norm(node, in_shapes, out_shapes):
@@ -239,6 +307,15 @@ normalization.per_call = lambda node, in_shapes, out_shapes: _stat_elements(
 def relu(node, in_shapes, out_shapes):
     """The ReLU layer, as `backend.relu` builds it from `max_value`, `negative_slope`
     and `threshold`."""
+    return _relu(node, out_shapes, threshold_flops=2)
+
+
+def relu_where_threshold(node, in_shapes, out_shapes):
+    """The ReLU layer as Keras 3 builds it: the threshold selects (`where(x > t, x, 0)`)."""
+    return _relu(node, out_shapes, threshold_flops=1)
+
+
+def _relu(node, out_shapes, threshold_flops):
     config = node.config
     slope = float(config.get("negative_slope") or 0.0)
     threshold = float(config.get("threshold") or 0.0)
@@ -250,7 +327,7 @@ def relu(node, in_shapes, out_shapes):
         count += 2 if threshold else 1  # negative part: relu(-x + threshold)
         count += 2  # x -= slope * negative part
     if threshold:
-        count += 2  # x * cast(x > threshold)
+        count += threshold_flops  # x * cast(x > threshold), or a select
     if max_value is not None and (threshold or float(max_value) != 6.0):
         count += 2  # clip_by_value
     return count * _elements(out_shapes[0])
@@ -283,6 +360,11 @@ def reduce_mean(node, in_shapes, out_shapes):
 def reduce_sum(node, in_shapes, out_shapes):
     """`Sum`: n - 1 additions for each output element that sums n inputs."""
     return _elements(in_shapes[0]) - _elements(out_shapes[0])
+
+
+def per_input_element(node, in_shapes, out_shapes):
+    """One FLOP per element of the first input (Keras 3's `Embedding` checks each index)."""
+    return _elements(in_shapes[0])
 
 
 def zero(node, in_shapes, out_shapes):

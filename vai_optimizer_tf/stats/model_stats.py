@@ -214,7 +214,7 @@ def stat(model, input_signature=None):
     the test suite checks the totals against it. Counts are per sample.
 
     Args:
-      model: A tf_keras Sequential or Functional model.
+      model: A tf_keras or Keras 3 Sequential or Functional model.
       input_signature: Optional `tf.TensorSpec` (or list of them) giving the
         input shape when the model's own is not fully defined. Defaults to
         the model's input shapes.
@@ -234,7 +234,7 @@ def stat(model, input_signature=None):
     print(stats.summary(top=5))
     ```
     """
-    from vai_optimizer_tf.graph.tf_keras_adapter import TfKerasAdapter
+    from vai_optimizer_tf.graph import adapters
     from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
-    adapter = TfKerasAdapter(model, input_signature)
+    adapter = adapters.adapter_for(model, input_signature)
     return compute_stats(DependencyGraph(adapter.graph), warn_unknown=True)

@@ -7,17 +7,17 @@ def build_slim_model(adapter, plan, weights=None):
     Layer names, inputs and outputs stay the same; producer widths, reshape
     targets (of `Reshape` layers and `tf.reshape` calls) and nested-model
     input shapes shrink, and every weight is sliced to the kept channels. The
-    result is a plain tf_keras model that saves and reloads without custom
-    objects (unless the source had custom layers).
+    result is a plain model of the source's Keras flavour that saves and
+    reloads without custom objects (unless the source had custom layers).
 
     Args:
-      adapter: The `TfKerasAdapter` of the source model (never modified).
+      adapter: The `ModelAdapter` of the source model (never modified).
       plan: A `SlicePlan`.
       weights: Optional layer path -> arrays to slice. Defaults to the source
         model's weights.
 
     Returns:
-      A new tf_keras model.
+      A new model of the source's flavour.
     """
     weights = weights if weights is not None else adapter.all_weights()
     sliced = plan.sliced_weights(weights)
