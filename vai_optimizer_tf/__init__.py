@@ -31,6 +31,7 @@ from vai_optimizer_tf.groups.channel_group import ChannelGroup
 from vai_optimizer_tf.runners.iterative_runner import IterativePruningRunner
 from vai_optimizer_tf.runners.one_step_runner import OneStepPruningRunner
 from vai_optimizer_tf.masks.channel_mask import ChannelMask
+from vai_optimizer_tf.ofa import OFAPruner, OFASubnet, OFASupernet, SubnetConfig
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
 from vai_optimizer_tf.search.adaptive_bn import adaptive_bn
@@ -41,7 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "adaptive_bn", "callbacks", "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup",
     "ChannelMask", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
-    "LayerStats", "ModelStats", "OneStepPruningRunner", "PruningSpec", "Role",
-    "SpecFormatError", "SpecMismatchError", "UnsupportedModelError", "VaiOptimizerError",
-    "register_layer", "stat",
+    "LayerStats", "ModelStats", "OFAPruner", "OFASubnet", "OFASupernet", "OneStepPruningRunner",
+    "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError", "SubnetConfig",
+    "UnsupportedModelError", "VaiOptimizerError", "register_layer", "stat",
 ]
