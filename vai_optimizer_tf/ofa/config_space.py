@@ -186,8 +186,10 @@ class ConfigSpace:
     # Serialization -------------------------------------------------------------------------
 
     def get_config(self):
-        return {"groups": [dataclasses.asdict(g) for g in self.groups],
-                "kernels": [dataclasses.asdict(k) for k in self.kernels],
+        return {"groups": [dict(dataclasses.asdict(g), choices=list(g.choices))
+                           for g in self.groups],
+                "kernels": [dict(dataclasses.asdict(k), choices=list(k.choices))
+                            for k in self.kernels],
                 "fixed": dict(self.fixed), "fixed_kernels": dict(self.fixed_kernels)}
 
     @classmethod

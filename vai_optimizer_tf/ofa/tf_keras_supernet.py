@@ -8,7 +8,10 @@ a forward and backward pass on the batch, their gradients are summed and
 applied once. Every subnet learns from the labels (the compiled loss) and,
 by soft distillation, from the original model (`distillation_weight`); the
 smaller ones also learn from the largest subnet's outputs
-(`inplace_distillation_weight`). Subnets are drawn in-graph (`tf.random`),
+(`inplace_distillation_weight`). BatchNormalization moving statistics follow
+the largest subnet (the other passes' updates are undone), so `evaluate` of
+the full supernet is meaningful during training; every other subnet gets its
+statistics from adaptive BN. Subnets are drawn in-graph (`tf.random`),
 so the step is traced once; widths and kernel sizes reach the layers as
 tensors of the step, not as variable assignments, which keeps the step
 valid under `tf.distribute` strategies.
@@ -22,6 +25,7 @@ original model (the distillation teacher) next to the supernet's weights.
 """
 
 import copy
+import json
 
 import tensorflow as tf
 import tf_keras
@@ -100,7 +104,7 @@ class OFASupernet(tf_keras.Model):
             (the original model's name and graph digest).
           teacher: The original model, for distillation, or None.
         """
-        settings = copy.deepcopy(dict(settings))
+        settings = json.loads(json.dumps(dict(settings)))
         settings.pop("teacher", None)
         object.__setattr__(self, "_ofa_settings", settings)
         object.__setattr__(self, "_ofa_teacher", teacher)
@@ -215,12 +219,14 @@ class OFASupernet(tf_keras.Model):
         optimizer = self.optimizer
         scaling = hasattr(optimizer, "get_scaled_loss")
         summed, largest_out = None, None
+        moving = _moving_statistics(self)
         for i, kind in enumerate(kinds):
             widths, kernels = self._sample(kind)
             with tf.GradientTape() as tape:
                 out = self._forward(x, widths, kernels)
-                loss = self.compiled_loss(y, out, sample_weight,
-                                          regularization_losses=self.losses if i == 0 else None)
+                loss = tf.cast(self.compiled_loss(
+                    y, out, sample_weight,
+                    regularization_losses=self.losses if i == 0 else None), tf.float32)
                 if teacher_out is not None:
                     loss += kd_weight * self._distillation(teacher_out, out)
                 if i > 0 and inplace_weight > 0:
@@ -233,8 +239,29 @@ class OFASupernet(tf_keras.Model):
             summed = grads if summed is None else [a + g for a, g in zip(summed, grads)]
             if i == 0:
                 largest_out = tf.nest.map_structure(tf.stop_gradient, out)
+                statistics = [tf.identity(v) for v in moving]
+        # BatchNormalization statistics follow the largest subnet only: the
+        # other passes' updates are undone, so `evaluate` of the full model
+        # sees consistent statistics (subnets get theirs from adaptive BN).
+        for variable, value in zip(moving, statistics):
+            variable.assign(value)
         optimizer.apply_gradients(zip(summed, variables))
         return self.compute_metrics(x, y, largest_out, sample_weight)
+
+
+def _moving_statistics(model):
+    """The moving mean and variance of every BatchNormalization layer of `model`."""
+    out, seen = [], set()
+
+    def walk(m):
+        for layer in m.layers:
+            if isinstance(layer, tf_keras.Model):
+                walk(layer)
+            elif isinstance(layer, tf_keras.layers.BatchNormalization) and id(layer) not in seen:
+                seen.add(id(layer))
+                out.extend([layer.moving_mean, layer.moving_variance])
+    walk(model)
+    return out
 
 
 def supernet_from(model, settings, teacher=None):
