@@ -398,7 +398,7 @@ class OFAPruner(PruningRunner):
                                                 high_inclusive=True)
         supernet = self._supernet(supernet)
         space = supernet.space
-        adapter, deps = self._supernet_reader(supernet)
+        adapter, _ = self._supernet_reader(supernet)
         if callable(calibration_data) and not hasattr(calibration_data, "take"):
             calibration, data_key = calibration_data, _function_name(calibration_data)
         else:
