@@ -180,6 +180,57 @@ class TestStaticSubnets:
         assert relative_difference(np.load(tmp_path / "y.npy"), static(X)) <= TOLERANCE
 
 
+def _sequential_flatten_dense():
+    L = keras.layers
+    return keras.Sequential([keras.Input((10, 10, 3)), L.Conv2D(8, 3, padding="same",
+                                                                activation="relu"),
+                             L.Conv2D(8, 3, padding="same"), L.Flatten(),
+                             L.Dense(6, activation="relu"), L.Dense(3)], name="sequential")
+
+
+def _separable():
+    L = keras.layers
+    inputs = keras.Input((10, 10, 3))
+    y = L.SeparableConv2D(8, 5, padding="same", activation="relu", depth_multiplier=2)(inputs)
+    y = L.SeparableConv2D(6, 3, padding="same", depth_multiplier=2)(y)
+    return keras.Model(inputs, L.Dense(3)(L.GlobalAveragePooling2D()(y)), name="separable")
+
+
+def _conv1d():
+    L = keras.layers
+    inputs = keras.Input((10, 3))
+    y = L.Conv1D(8, 5, padding="same", activation="relu")(inputs)
+    y = L.Conv1D(8, 3, padding="same")(y)
+    return keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling1D()(y)), name="conv1d")
+
+
+def _nested():
+    L = keras.layers
+    inner_inputs = keras.Input((10, 10, 8))
+    inner = keras.Model(inner_inputs, L.Conv2D(8, 3, padding="same", activation="relu",
+                                               name="inner_conv")(inner_inputs), name="inner")
+    inputs = keras.Input((10, 10, 3))
+    y = inner(L.Conv2D(8, 3, padding="same", activation="relu", name="outer_conv")(inputs))
+    return keras.Model(inputs, L.Dense(3)(L.GlobalAveragePooling2D()(y)), name="nested")
+
+
+@pytest.mark.parametrize("build", [_sequential_flatten_dense, _separable, _conv1d, _nested],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_static_subnets_of_other_layer_kinds_equal_the_supernet(build, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build()
+    x = np.random.RandomState(0).rand(*((4,) + tuple(model.input_shape[1:]))).astype("float32")
+    pruner = vot.OFAPruner(model, workspace=str(tmp_path))
+    supernet = pruner.ofa_model(expand_ratios=(0.5, 1.0), kernel_sizes=(1, 3),
+                                channel_divisible=2)
+    assert supernet.space.groups
+    assert relative_difference(supernet(x), model(x)) <= TOLERANCE
+    for config in [supernet.space.smallest()] + random_configs(supernet.space, 2):
+        supernet.set_config(config)
+        static = pruner.get_static_subnet(config)
+        assert relative_difference(static(x), supernet(x)) <= TOLERANCE
+
+
 class TestTraining:
 
     def test_a_step_applies_the_summed_gradients_of_the_largest_and_smallest(self, tmp_path):

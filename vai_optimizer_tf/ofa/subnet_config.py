@@ -39,6 +39,8 @@ class SubnetConfig:
     Example:
 
     ```python
+    import vai_optimizer_tf as vot
+
     config = vot.SubnetConfig(widths={"conv1": 8}, kernel_sizes={"conv2": 3})
     same = vot.SubnetConfig.from_config(config.get_config())
     assert same == config
