@@ -10,6 +10,7 @@ Modules, one concept each:
 * `config_flops.py`: analytic FLOPs of configurations (widths and kernels).
 * `tf_keras_elastic.py`: the elastic tf_keras layers.
 * `tf_keras_supernet.py`: `OFASupernet`, its sandwich-rule `train_step`.
+* `ofa_arguments.py`: argument checks of the pruner.
 * `config_scorer.py`, `config_store.py`, `evolutionary_search.py`,
   `search_report.py`: the search, its cache and its reports.
 * `static_subnet.py`: a configuration as a plain slim model.

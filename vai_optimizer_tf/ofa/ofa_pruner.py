@@ -14,7 +14,6 @@ Once-for-All (Cai et al., ICLR 2020) and BigNAS (Yu et al., 2020):
 4. `get_static_subnet` extracts a configuration as a plain slim model.
 """
 
-import hashlib
 import logging
 import numbers
 import os
@@ -25,12 +24,12 @@ from tf_keras.utils import Progbar
 from vai_optimizer_tf.graph import adapters
 from vai_optimizer_tf.graph.registry import Role
 from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
-from vai_optimizer_tf.ofa import config_store, search_report
+from vai_optimizer_tf.ofa import config_store, ofa_arguments, search_report
 from vai_optimizer_tf.ofa import tf_keras_elastic as elastic
 from vai_optimizer_tf.ofa import tf_keras_supernet
 from vai_optimizer_tf.ofa.channel_reorder import importance_order, reordered_weights
 from vai_optimizer_tf.ofa.config_flops import ConfigFlops
-from vai_optimizer_tf.ofa.config_scorer import ConfigScorer
+from vai_optimizer_tf.ofa.config_scorer import ClaimedScoring, ConfigScorer
 from vai_optimizer_tf.ofa.config_store import ConfigStore
 from vai_optimizer_tf.ofa.evolutionary_search import EvolutionarySearch
 from vai_optimizer_tf.ofa.space_builder import SEARCH_SPACES, SpaceBuilder
@@ -43,63 +42,8 @@ from vai_optimizer_tf.search.calibration_data import batches_digest, calibration
 from vai_optimizer_tf.stats import formulas
 from vai_optimizer_tf.stats.model_stats import check_flops_known
 from vai_optimizer_tf.utils import validation
-from vai_optimizer_tf.utils.claimed_work import run_claimed
-from vai_optimizer_tf.utils.step_claims import StepClaims
 
 logger = logging.getLogger("vai_optimizer_tf")
-
-
-def _check_ratios(expand_ratios):
-    if isinstance(expand_ratios, (str, bytes)) or not hasattr(expand_ratios, "__iter__"):
-        raise ValueError("Invalid `expand_ratios`: expected a sequence of floats in (0, 1] "
-                         f"that includes 1.0. Received: expand_ratios={expand_ratios!r}")
-    ratios = list(expand_ratios)
-    if not ratios:
-        raise ValueError("Invalid `expand_ratios`: expected at least one ratio, and 1.0 among "
-                         "them. Received: expand_ratios=()")
-    for r in ratios:
-        if isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0 < r <= 1:
-            raise ValueError("Invalid `expand_ratios`: every ratio must be a float in (0, 1]. "
-                             f"Received: expand_ratios={expand_ratios!r}")
-    if max(ratios) != 1:
-        raise ValueError("Invalid `expand_ratios`: 1.0 must be one of them, so the largest "
-                         "subnet is the original model (the distillation teacher). Received: "
-                         f"expand_ratios={expand_ratios!r}")
-    if len(set(ratios)) < 2:
-        raise ValueError("Invalid `expand_ratios`: expected at least two different ratios "
-                         f"(1.0 and a smaller one). Received: expand_ratios={expand_ratios!r}")
-    return tuple(sorted(float(r) for r in set(ratios)))
-
-
-def _check_kernel_sizes(kernel_sizes):
-    if kernel_sizes is None:
-        return None
-    if isinstance(kernel_sizes, (str, bytes)) or not hasattr(kernel_sizes, "__iter__"):
-        raise ValueError("Invalid `kernel_sizes`: expected a sequence of odd positive ints, "
-                         f"e.g. (3, 5), or None. Received: kernel_sizes={kernel_sizes!r}")
-    sizes = list(kernel_sizes)
-    if not sizes or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1
-                        or k % 2 == 0 for k in sizes):
-        raise ValueError("Invalid `kernel_sizes`: expected odd positive ints (a smaller kernel "
-                         "is the centre of a larger one), e.g. (3, 5). Received: "
-                         f"kernel_sizes={kernel_sizes!r}")
-    return tuple(sorted(int(k) for k in set(sizes)))
-
-
-def _check_weight(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"Invalid `{name}`: expected a number >= 0. Received: {name}={value!r}")
-    return float(value)
-
-
-def _check_targets(flops_targets):
-    if isinstance(flops_targets, numbers.Real):
-        flops_targets = (flops_targets,)
-    targets = list(flops_targets) if hasattr(flops_targets, "__iter__") else None
-    if not targets:
-        raise ValueError("Invalid `flops_targets`: expected a non-empty sequence of FLOPs "
-                         f"reductions in (0, 1). Received: flops_targets={flops_targets!r}")
-    return [validation.check_ratio("flops_targets", t, low_inclusive=False) for t in targets]
 
 
 def _function_name(fn):
@@ -218,8 +162,8 @@ class OFAPruner(PruningRunner):
           ValueError: for bad arguments, or when no group and no kernel of
             the model can be elastic (the message gives each group's reason).
         """
-        ratios = _check_ratios(expand_ratios)
-        sizes = _check_kernel_sizes(kernel_sizes)
+        ratios = ofa_arguments.check_ratios(expand_ratios)
+        sizes = ofa_arguments.check_kernel_sizes(kernel_sizes)
         channel_divisible = validation.check_positive_int("channel_divisible", channel_divisible)
         if search_space not in SEARCH_SPACES:
             raise ValueError(f"Invalid `search_space`: expected one of {SEARCH_SPACES}. "
@@ -228,8 +172,8 @@ class OFAPruner(PruningRunner):
                 num_random_subnets, numbers.Integral) or num_random_subnets < 0:
             raise ValueError("Invalid `num_random_subnets`: expected an int >= 0. Received: "
                              f"num_random_subnets={num_random_subnets!r}")
-        distillation_weight = _check_weight("distillation_weight", distillation_weight)
-        inplace_weight = _check_weight("inplace_distillation_weight",
+        distillation_weight = ofa_arguments.check_weight("distillation_weight", distillation_weight)
+        inplace_weight = ofa_arguments.check_weight("inplace_distillation_weight",
                                        inplace_distillation_weight)
         choices = ("auto",) + tf_keras_supernet.DISTILLATION_LOSSES
         if distillation_loss not in choices:
@@ -380,7 +324,7 @@ class OFAPruner(PruningRunner):
         if not callable(eval_fn):
             raise ValueError("Invalid `eval_fn`: expected a callable model -> float. "
                              f"Received: eval_fn={eval_fn!r}")
-        targets = _check_targets(flops_targets)
+        targets = ofa_arguments.check_targets(flops_targets)
         population = validation.check_positive_int("population", population)
         generations = validation.check_positive_int("generations", generations)
         seed = validation.check_seed(seed)
@@ -406,14 +350,14 @@ class OFAPruner(PruningRunner):
                                                               calibration_steps, batch_size))
             data_key = batches_digest(calibration)
         key = {"graph_digest": adapter.graph.digest(),
-               "weights_digest": _weights_digest(base_weights(adapter.graph,
+               "weights_digest": config_store.weights_digest(base_weights(adapter.graph,
                                                               adapter.all_weights())),
                "space": space.get_config(), "mode": mode,
                "calibration": {"data": data_key, "steps": calibration_steps,
                                "batch_size": batch_size}}
         store = ConfigStore(self.search_folder, key)
         flops = ConfigFlops(self._deps, space)
-        scoring = _Scoring(store, flops, lambda: ConfigScorer(
+        scoring = ClaimedScoring(store, flops, lambda: ConfigScorer(
             adapter, space, elastic.set_active,
             lambda model, calibrating: make_calibration(model, calibrating, calibration),
             eval_fn))
@@ -488,42 +432,3 @@ class OFAPruner(PruningRunner):
         if calibration_data is not None:
             adaptive_bn(model, calibration_data, calibration_steps, batch_size)
         return model
-
-
-class _Scoring:
-    """Scores gene vectors not scored yet, claimed across processes; returns their scores."""
-
-    def __init__(self, store, flops, make_scorer):
-        self.store = store
-        self.flops = flops
-        self.make_scorer = make_scorer
-        self._scorer = None
-        self.scored = 0
-
-    def _score(self, candidate_id, genes):
-        if self._scorer is None:
-            self._scorer = self.make_scorer()
-        score = self._scorer(genes, where=f"subnet configuration {candidate_id}")
-        self.store.add(candidate_id, {"genes": tuple(genes),
-                                      "flops_reduction": self.flops.reduction(genes),
-                                      "score": score})
-        self.scored += 1
-
-    def __call__(self, population):
-        by_id = {config_store.config_id(g): tuple(g) for g in population}
-        claims = StepClaims(self.store.claims_folder, self.store.writer)
-        merged = run_claimed(list(by_id), claims, self.store.read, lambda done, i: i in done,
-                             config_store.claim_id, lambda i: self._score(i, by_id[i]),
-                             what="subnet configurations")
-        return {genes: merged[i]["score"] for i, genes in by_id.items()}
-
-
-def _weights_digest(weights):
-    digest = hashlib.sha256()
-    for path, values in sorted(weights.items()):
-        digest.update(path.encode())
-        for value in values:
-            value = np.ascontiguousarray(value)
-            digest.update(str(value.shape).encode())
-            digest.update(value.tobytes())
-    return digest.hexdigest()[:16]

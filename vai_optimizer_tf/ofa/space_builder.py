@@ -169,7 +169,7 @@ class SpaceBuilder:
 
         Returns:
           `(space, layer_specs, layer_classes)`: the `ConfigSpace`; layer path
-          -> its `ofa_elastic` config entry; layer path -> elastic class name.
+          -> its `ofa_elastic` config entry; layer path -> elastic class.
         """
         focused = self.focused(search_space)
         groups, fixed = [], {}
