@@ -11,9 +11,11 @@ agree: largest and smallest subnets, distillation from the original model and
 in place, gradients summed, at a global batch of 8.
 """
 
+import contextlib
 import json
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,23 +33,15 @@ def train(strategy):
     rs = np.random.RandomState(0)
     x = rs.rand(16, 8, 8, 3).astype("float32")
     y = rs.randint(0, 4, 16)
-    pruner = vot.OFAPruner(plain_convnet(), workspace=os.devnull + "-unused")
-    scope = strategy.scope() if strategy is not None else _null()
-    with scope:
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as workspace, scope:
+        pruner = vot.OFAPruner(plain_convnet(), workspace=workspace)
         supernet = pruner.ofa_model(expand_ratios=(0.5, 1.0), kernel_sizes=(3,),
                                     channel_divisible=1, num_random_subnets=0)
         supernet.compile(keras.optimizers.SGD(0.1, momentum=0.9),
                          keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     supernet.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     return [w.numpy() for w in supernet.weights]
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
 
 
 def main():

@@ -382,6 +382,12 @@ class TestSaveLoad:
         assert result.returncode == 0, result.stderr.decode()[-3000:]
         assert relative_difference(np.load(tmp_path / "y.npy"), expected) <= TOLERANCE
 
+    def test_formats_that_lose_the_teacher_are_refused(self, built, tmp_path):
+        _, supernet = built
+        for path in ("supernet.h5", "supernet_savedmodel"):
+            with pytest.raises(ValueError, match="save the supernet as a `.keras` file"):
+                supernet.save(str(tmp_path / path))
+
     def test_configs_round_trip(self):
         config = vot.SubnetConfig({"stem": 4}, {"b0_dw": 3})
         assert vot.SubnetConfig.from_config(json.loads(json.dumps(config.get_config()))) == config

@@ -26,6 +26,7 @@ original model (the distillation teacher) next to the supernet's weights.
 
 import copy
 import json
+import os
 
 import tensorflow as tf
 import tf_keras
@@ -146,6 +147,27 @@ class OFASupernet(tf_keras.Model):
                     teacher, custom_objects=custom_objects)
             model.configure(settings, teacher)
         return model
+
+    def save(self, filepath, *args, **kwargs):
+        """Saves the supernet; the `.keras` format keeps the distillation teacher too.
+
+        Raises:
+          ValueError: for another format while the supernet has a teacher:
+            an `.h5` file or a SavedModel would hold the supernet's weights
+            but not the teacher's, and a reloaded supernet would distil from
+            an untrained model.
+        """
+        path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
+        save_format = kwargs.get("save_format", args[1] if len(args) > 1 else None)
+        keras_format = save_format == "keras" or (save_format is None and path is not None
+                                                  and path.endswith(".keras"))
+        if self._ofa_teacher is not None and not keras_format:
+            raise ValueError(
+                f"Invalid `filepath`: save the supernet as a `.keras` file, which holds the "
+                f"original model it distils from. Received: filepath={filepath!r}. For weights "
+                "only, use save_weights() and load them into a supernet built by "
+                "OFAPruner.ofa_model().")
+        return super().save(filepath, *args, **kwargs)
 
     # Configurations ------------------------------------------------------------------------
 
