@@ -204,6 +204,15 @@ def _conv1d():
     return keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling1D()(y)), name="conv1d")
 
 
+def _concat():
+    L = keras.layers
+    inputs = keras.Input((10, 10, 3))
+    a = L.Conv2D(6, 3, padding="same", activation="relu", name="left")(inputs)
+    b = L.Conv2D(8, 1, activation="relu", name="right")(inputs)
+    y = L.Conv2D(8, 3, padding="same", name="mix")(L.Concatenate(name="concat")([a, b]))
+    return keras.Model(inputs, L.Dense(3)(L.GlobalAveragePooling2D()(y)), name="concat")
+
+
 def _nested():
     L = keras.layers
     inner_inputs = keras.Input((10, 10, 8))
@@ -214,7 +223,8 @@ def _nested():
     return keras.Model(inputs, L.Dense(3)(L.GlobalAveragePooling2D()(y)), name="nested")
 
 
-@pytest.mark.parametrize("build", [_sequential_flatten_dense, _separable, _conv1d, _nested],
+@pytest.mark.parametrize("build", [_sequential_flatten_dense, _separable, _conv1d, _concat,
+                                   _nested],
                          ids=lambda f: f.__name__.strip("_"))
 def test_static_subnets_of_other_layer_kinds_equal_the_supernet(build, tmp_path):
     keras.utils.set_random_seed(0)
