@@ -366,8 +366,11 @@ class TfKerasAdapter(ModelAdapter):
         objects["CalibratingBatchNormalization"] = tf_keras_calibration.CalibratingBatchNormalization
         return objects
 
-    def _from_config(self, model, config):
+    # Rebuilding --------------------------------------------------------------
+
+    def _from_config(self, model, config, extra_objects=None):
         objects = self.custom_objects() if hasattr(self, "_layers") else {}
+        objects.update(extra_objects or {})
         # The config comes from the model in memory, not from a file, so its
         # Lambda layers are the user's own code: safe mode would only refuse them.
         with tf_keras.utils.custom_object_scope(objects), \
@@ -390,8 +393,9 @@ class TfKerasAdapter(ModelAdapter):
             applied to the non-tensor arguments the config stores for that
             call (e.g. the `shape` of a `tf.reshape`).
           name: Optional new model name. Defaults to the source's name.
-          layer_classes: Layer path -> class name replacing the layer's class
-            (a class known to this module's custom objects).
+          layer_classes: Layer path -> class replacing the layer's class: the
+            class itself, or the name of a class known to this module's
+            custom objects.
 
         Returns:
           A new tf_keras model of the same kind, with the same layer names.
@@ -406,11 +410,15 @@ class TfKerasAdapter(ModelAdapter):
         # The source's config, not the model read with `input_signature`:
         # the signature is only for counting, the input shapes stay the user's.
         config = copy.deepcopy(self.source_model.get_config())
-        self._rewrite(config, "", layer_configs, tensor_shapes, layer_classes or {})
+        layer_classes = layer_classes or {}
+        extra_objects = {c.__name__: c for c in layer_classes.values() if isinstance(c, type)}
+        layer_classes = {path: c.__name__ if isinstance(c, type) else c
+                         for path, c in layer_classes.items()}
+        self._rewrite(config, "", layer_configs, tensor_shapes, layer_classes)
         self._rewrite_calls(config, call_rewrites or {})
         if name:
             config["name"] = name
-        model = self._from_config(self.source_model, config)
+        model = self._from_config(self.source_model, config, extra_objects)
         self._set_rebuilt_weights(model, layer_weights)
         return model
 
@@ -428,6 +436,8 @@ class TfKerasAdapter(ModelAdapter):
                 self._rewrite_nested_inputs(entry, path, tensor_shapes)
             elif path in layer_configs:
                 entry["config"] = copy.deepcopy(layer_configs[path])
+                # Input shapes may change; the layer builds on its first call.
+                entry.pop("build_config", None)
             else:
                 # A model read from a sparse model is rebuilt without its masks
                 # unless the caller passes masked configs.

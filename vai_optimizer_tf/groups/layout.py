@@ -148,3 +148,43 @@ def kept_positions(layout, find, kept_by_group):
         sel = gids == gid
         keep[sel] = np.isin(chans[sel], kept)
     return np.nonzero(keep)[0]
+
+
+def permuted_positions(layout, find, order_by_group):
+    """Positions of `layout` in the order that reorders its groups' channels.
+
+    A group's channels are reordered by `order_by_group[gid]`: new channel j
+    is old channel `order[j]`. Position p of the reordered tensor then holds
+    what position `permuted_positions(...)[p]` of the original tensor holds,
+    so `np.take(weight, positions, axis)` reorders a weight axis laid out as
+    `layout`. Concatenations and tilings keep their structure: only the
+    channels inside each group move.
+
+    Args:
+      layout: A `Layout`.
+      find: Raw space id -> group id.
+      order_by_group: Group id -> permutation of `range(width)`. Groups not
+        listed keep their order.
+
+    Returns:
+      An int64 array, a permutation of `range(layout.width)`.
+    """
+    if isinstance(layout, Base):
+        order = order_by_group.get(find(layout.space))
+        return (np.arange(layout.size, dtype=np.int64) if order is None
+                else np.asarray(order, dtype=np.int64))
+    if isinstance(layout, Concat):
+        parts, offset = [], 0
+        for part in layout.parts:
+            parts.append(permuted_positions(part, find, order_by_group) + offset)
+            offset += part.width
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    if isinstance(layout, Tile):
+        inner = permuted_positions(layout.layout, find, order_by_group)
+        width = layout.layout.width
+        one_block = (inner[:, None] * layout.inner
+                     + np.arange(layout.inner, dtype=np.int64)[None, :]).reshape(-1)
+        block = width * layout.inner
+        return (np.arange(layout.outer, dtype=np.int64)[:, None] * block
+                + one_block[None, :]).reshape(-1)
+    raise TypeError(f"Unknown layout {layout!r}")

@@ -35,14 +35,13 @@ class SlicePlan:
                               for k, v in kept_by_group.items()}
         self.tensor_kept = {}
         for tid, lay in deps.layouts.items():
-            if lay is None:
-                continue
-            if not (lay.spaces() and any(deps.find(s) in self.kept_by_group for s in lay.spaces())):
-                continue
-            self.tensor_kept[tid] = layout_lib.kept_positions(lay, deps.find, self.kept_by_group)
+            kept = self._kept(lay)
+            if kept is not None:
+                self.tensor_kept[tid] = kept
         self.weight_slices = self._weight_slices()
 
     def _kept(self, lay):
+        """Kept positions of a layout, or None when none of its groups is listed."""
         if lay is None or not any(self.deps.find(s) in self.kept_by_group for s in lay.spaces()):
             return None
         return layout_lib.kept_positions(lay, self.deps.find, self.kept_by_group)

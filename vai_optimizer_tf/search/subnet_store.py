@@ -38,11 +38,19 @@ class SubnetStore:
     "flops_reduction": float, "score": float}`; widths are keyed by group
     index so models whose layers Keras named differently share results.
 
+    Subclasses store other records (the once-for-all search keys candidates
+    by their configuration) by overriding `FORMAT`, `PREFIX`,
+    `parse_id`, `format_id` and `parse_record` (which returns the record or
+    a string saying what is wrong).
+
     Args:
       folder: The search folder, e.g. `<workspace>/one_step`.
       key: The search key (JSON-serializable dict with `weights_digest`).
       writer: This process's writer id. Defaults to a new unique one.
     """
+
+    FORMAT = FORMAT
+    PREFIX = _PREFIX
 
     def __init__(self, folder, key, writer=None):
         self.folder = os.fspath(folder)
@@ -51,9 +59,44 @@ class SubnetStore:
         self.writer = writer or new_writer_id()
         self._own = {}
 
+    # Record format (overridden by subclasses) ------------------------------------------
+
+    @staticmethod
+    def parse_id(text):
+        """A candidate id from its JSON key, or None when malformed."""
+        return int(text) if _is_int_text(text) else None
+
+    @staticmethod
+    def format_id(candidate_id):
+        return str(int(candidate_id))
+
+    @staticmethod
+    def parse_record(raw):
+        """The record stored as `raw`, or a string saying what is wrong with it."""
+        if not isinstance(raw, dict):
+            return "is not a record"
+        widths = raw.get("widths")
+        if not isinstance(widths, dict) or not all(
+                _is_int_text(k) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+                for k, v in widths.items()):
+            return "has malformed `widths`"
+        problem = number_fields_problem(raw, ("flops_reduction", "score"))
+        if problem:
+            return problem
+        return {"widths": {int(k): int(v) for k, v in widths.items()},
+                "flops_reduction": float(raw["flops_reduction"]), "score": float(raw["score"])}
+
+    @staticmethod
+    def record_to_json(record):
+        out = dict(record)
+        out["widths"] = {str(k): v for k, v in record["widths"].items()}
+        return out
+
+    # Files ------------------------------------------------------------------------------
+
     @property
     def own_path(self):
-        return os.path.join(self.folder, f"{_PREFIX}{self.key_id}.{self.writer}.json")
+        return os.path.join(self.folder, f"{self.PREFIX}{self.key_id}.{self.writer}.json")
 
     @property
     def claims_folder(self):
@@ -62,28 +105,48 @@ class SubnetStore:
     def paths(self):
         """Every result file of this key, this process's own included."""
         return sorted(glob.glob(os.path.join(glob.escape(self.folder),
-                                             f"{_PREFIX}{self.key_id}.*.json")))
+                                             f"{self.PREFIX}{self.key_id}.*.json")))
 
     def _fix(self, path):
         return (f"Delete {path!r}: the candidates it held are scored again by the next "
                 "search(), and no other file is affected.")
 
     def load(self, path):
-        """One file of this key: index -> record. Raises `AnalysisCacheError` if corrupted."""
+        """One file of this key: id -> record. Raises `AnalysisCacheError` if corrupted."""
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise errors.AnalysisCacheError(
                 f"Search cache {path!r} is corrupted ({e}). {self._fix(path)}") from e
-        problem = _problem(data, self.key)
-        if problem:
+        records = self._records(data)
+        if isinstance(records, str):
             raise errors.AnalysisCacheError(
-                f"Search cache {path!r} is corrupted: {problem}. {self._fix(path)}")
-        return {int(i): _record(r) for i, r in data["subnets"].items()}
+                f"Search cache {path!r} is corrupted: {records}. {self._fix(path)}")
+        return records
+
+    def _records(self, data):
+        """The records of a loaded file, or a string saying what is wrong."""
+        if not isinstance(data, dict) or data.get("format") != self.FORMAT:
+            return "it is not a vai_optimizer_tf subnet-search file"
+        if data.get("key") != self.key:
+            return "its key does not match its file name"
+        subnets = data.get("subnets")
+        if not isinstance(subnets, dict):
+            return "`subnets` is not an object"
+        records = {}
+        for text, raw in subnets.items():
+            candidate = self.parse_id(text)
+            if candidate is None:
+                return f"subnet {text!r} is not an index with a record"
+            record = self.parse_record(raw)
+            if isinstance(record, str):
+                return f"subnet {text!r} {record}"
+            records[candidate] = record
+        return records
 
     def read(self):
-        """Every candidate scored for this key, by any process: index -> record."""
+        """Every candidate scored for this key, by any process: id -> record."""
         merged = {}
         for path in self.paths():
             try:
@@ -93,22 +156,18 @@ class SubnetStore:
         merged.update(self._own)
         return merged
 
-    def record(self, index, widths, flops_reduction, score):
-        """Adds one scored candidate to this process's file, atomically."""
-        self._own[int(index)] = {"widths": {int(k): int(v) for k, v in widths.items()},
-                                 "flops_reduction": float(flops_reduction),
-                                 "score": float(score)}
-        data = {"format": FORMAT, "key": self.key, "writer": self.writer,
-                "subnets": {str(i): {"widths": {str(k): v for k, v in r["widths"].items()},
-                                     "flops_reduction": r["flops_reduction"],
-                                     "score": r["score"]}
+    def add(self, candidate_id, record):
+        """Adds one scored candidate's record to this process's file, atomically."""
+        self._own[candidate_id] = record
+        data = {"format": self.FORMAT, "key": self.key, "writer": self.writer,
+                "subnets": {self.format_id(i): self.record_to_json(r)
                             for i, r in sorted(self._own.items())}}
         atomic.write_json_atomic(self.own_path, data)
 
-
-def _record(raw):
-    return {"widths": {int(k): int(v) for k, v in raw["widths"].items()},
-            "flops_reduction": float(raw["flops_reduction"]), "score": float(raw["score"])}
+    def record(self, index, widths, flops_reduction, score):
+        """Adds one scored one-step candidate to this process's file, atomically."""
+        self.add(int(index), {"widths": {int(k): int(v) for k, v in widths.items()},
+                              "flops_reduction": float(flops_reduction), "score": float(score)})
 
 
 def _is_int_text(text):
@@ -120,25 +179,9 @@ def _is_number(value):
             and math.isfinite(value))
 
 
-def _problem(data, key):
-    """What is wrong with a loaded file, or None."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return "it is not a vai_optimizer_tf subnet-search file"
-    if data.get("key") != key:
-        return "its key does not match its file name"
-    subnets = data.get("subnets")
-    if not isinstance(subnets, dict):
-        return "`subnets` is not an object"
-    for index, record in subnets.items():
-        where = f"subnet {index!r}"
-        if not _is_int_text(index) or not isinstance(record, dict):
-            return f"{where} is not an index with a record"
-        widths = record.get("widths")
-        if not isinstance(widths, dict) or not all(
-                _is_int_text(k) and isinstance(v, int) and not isinstance(v, bool) and v > 0
-                for k, v in widths.items()):
-            return f"{where} has malformed `widths`"
-        for field in ("flops_reduction", "score"):
-            if not _is_number(record.get(field)):
-                return f"{where} has a malformed `{field}`"
+def number_fields_problem(raw, fields):
+    """What is wrong with the number fields of a raw record, or None."""
+    for field in fields:
+        if not _is_number(raw.get(field)):
+            return f"has a malformed `{field}`"
     return None
