@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
+from vai_optimizer_tf.graph.adapters import adapter_for
 from vai_optimizer_tf.graph.tf_keras_adapter import TfKerasAdapter
 from vai_optimizer_tf.groups.channel_group import ChannelGroup
 from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
@@ -254,6 +255,21 @@ class TestUnitsOfAModel:
         assert model.output_shape == (3, 16, 16, 40)
         assert [type(layer).__name__ for layer in model.layers[1:]] == [
             "Conv2D", "BatchNormalization", "ReLU"]
+
+    def test_a_keras3_unit_is_rebuilt_as_a_keras3_model(self):
+        import keras as keras3
+        inputs = keras3.Input((16, 16, 3))
+        x = keras3.layers.Conv2D(32, 3, padding="same", name="c1")(inputs)
+        x = keras3.layers.Conv2D(64, 3, padding="same", name="c2")(x)
+        x = keras3.layers.GlobalAveragePooling2D(name="gap")(x)
+        model = keras3.Model(inputs, keras3.layers.Dense(10, name="fc")(x))
+        deps = DependencyGraph(adapter_for(model).graph)
+        units, _, _ = latency_requests(deps, WidthFlops(deps), deps.prunable_groups, 8)
+        unit = next(u for u in units if u.nodes[0] == "c2")
+        built = build_unit_model(deps, unit, 24, 40, batch_size=3)
+        assert isinstance(built, keras3.Model)
+        assert tuple(built.input_shape) == (3, 16, 16, 24)
+        assert tuple(built.output_shape) == (3, 16, 16, 40)
 
     def test_repeated_shapes_share_one_signature(self):
         inputs = keras.Input((8, 8, 16))

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-import tf_keras as keras
+import tf_keras
 
 import vai_optimizer_tf as vot
 from vai_optimizer_tf import errors
@@ -30,7 +30,7 @@ def _no_timing(monkeypatch):
     monkeypatch.setattr("vai_optimizer_tf.planning.latency_session.time_ratio", refuse)
 
 
-def _model():
+def _model(keras=tf_keras):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(64, 3, padding="same", name="c1")(inputs)
@@ -111,6 +111,7 @@ class TestCache:
         assert asked == len(first.asked)
 
     def test_units_of_one_shape_are_measured_once(self, tmp_path):
+        keras = tf_keras
         inputs = keras.Input((8, 8, 16))
         x = inputs
         for i in range(4):
@@ -182,8 +183,8 @@ def _prefill(runner, device, batch_size, divisible, overhead=1.1):
 
 class TestPruneToALatency:
 
-    def test_prune_latency_without_analysis_meets_the_predicted_budget(self, tmp_path):
-        runner = vot.IterativePruningRunner(_model(), workspace=str(tmp_path))
+    def test_prune_latency_without_analysis_meets_the_predicted_budget(self, keras, tmp_path):
+        runner = vot.IterativePruningRunner(_model(keras), workspace=str(tmp_path))
         baseline = _prefill(runner, "tflite", 2, 8)
         sparse = runner.prune(latency=0.6, device="tflite", batch_size=2, channel_divisible=8,
                               max_measurements=0, verbose=0)

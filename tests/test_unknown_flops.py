@@ -87,7 +87,7 @@ def test_plan_widths_refuses_naming_the_unknown_layers(runner_with_unknown_flops
 
 
 def test_a_uniform_spec_needs_no_flops_target(runner_with_unknown_flops):
-    spec = runner_with_unknown_flops.uniform_spec(0.5)
+    spec = runner_with_unknown_flops.uniform_spec(0.5, channel_divisible=1)
 
     assert spec.groups
 
@@ -105,4 +105,4 @@ def test_registering_a_flop_formula_lifts_the_refusal(tmp_path):
 
     assert runner.stat().unknown_flops == []
     assert runner.stat().layer("twice").flops == 4 * 4 * 8
-    assert runner.plan_widths(0.3, use_analysis=False)
+    assert runner.plan_widths(0.3, use_analysis=False, channel_divisible=1)

@@ -221,7 +221,9 @@ def axis_widths(flops, tensor_id, stairs, max_points):
 
 
 def build_unit_model(deps, unit, in_width, out_width, batch_size):
-    """A tf_keras model of the unit alone, at the given widths and batch size.
+    """A model of the unit alone, at the given widths and batch size.
+
+    The model is of the flavour (tf_keras or Keras 3) of the unit's layers.
 
     Args:
       deps: The `DependencyGraph` the unit comes from.
@@ -231,10 +233,14 @@ def build_unit_model(deps, unit, in_width, out_width, batch_size):
       batch_size: The model's fixed batch size.
 
     Returns:
-      A tf_keras `Model` with random weights.
+      A `Model` with random weights.
     """
-    import tf_keras as keras  # pylint: disable=import-outside-toplevel
+    from vai_optimizer_tf.graph import adapters  # pylint: disable=import-outside-toplevel
     graph = deps.graph
+    first = graph.node(unit.nodes[0]).layer_class
+    flavour = next(f for f in adapters.FLAVOURS
+                   if issubclass(first, adapters.keras_module(f).layers.Layer))
+    keras = adapters.keras_module(flavour)
     shape = tuple(graph.tensors[unit.in_tensor].shape[1:-1]) + (int(in_width),)
     inputs = [keras.Input(shape, batch_size=batch_size) for _ in range(unit.num_inputs)]
     x = inputs if unit.num_inputs > 1 else inputs[0]
