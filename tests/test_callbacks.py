@@ -471,7 +471,7 @@ class TestKeras3Fit:
     def test_gradual_pruning_summaries_and_export_in_keras3_fit(self, keras3_runner, data,
                                                                   tmp_path):
         runner = keras3_runner
-        sparse = runner.get_sparse_model(runner.uniform_spec(0.0))
+        sparse = runner.get_sparse_model(runner.uniform_spec(0.0, channel_divisible=1))
         sparse.compile(keras3.optimizers.Adam(0.01),
                        keras3.losses.SparseCategoricalCrossentropy(from_logits=True),
                        steps_per_execution=2)
@@ -479,7 +479,8 @@ class TestKeras3Fit:
         seen = []
         record = keras3.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: seen.append(kept_from_masks(runner, sparse)))
-        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5, 6)),
+        fit(sparse, data, [vot.callbacks.GradualChannelPruning(runner, polynomial(0.5, 6),
+                                                                 channel_divisible=1),
                            vot.callbacks.ChannelPruningSummaries(runner, log_dir,
                                                                  update_freq=2),
                            vot.callbacks.SlimModelExport(runner, path), record], epochs=3)

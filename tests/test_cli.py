@@ -235,7 +235,7 @@ class TestRealProcess:
     def test_help_prints_no_tensorflow_log_lines(self, real_runs):
         run = real_runs["help"]
         assert run.returncode == 0
-        assert run.stdout.startswith("vai_p_tf2: channel pruning of tf_keras models")
+        assert run.stdout.startswith("vai_p_tf2: channel pruning of tf_keras and Keras 3 models")
         assert run.stderr == ""
 
     def test_an_action_prints_no_tensorflow_log_lines(self, real_runs):
@@ -471,7 +471,7 @@ def keras3_flow(tmp_path_factory):
     steps = [
         ["--action=ana", "--model=base.keras", "--dataset=mnist_5k", "--eval_samples=200",
          "--ana_ratios=0.5"],
-        ["--action=prune", "--model=base.keras", "--ratio=0.4"],
+        ["--action=prune", "--model=base.keras", "--ratio=0.4", "--channel_divisible=2"],
         ["--action=finetune", "--model=out/sparse.keras", "--dataset=mnist_5k",
          "--train_samples=256"],
         ["--action=transform", "--model=out/finetuned.keras"],

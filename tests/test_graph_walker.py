@@ -281,7 +281,7 @@ def _fully_convolutional(keras, nested=False):
 def test_input_signature_is_only_for_counting(keras, nested):
     model = _fully_convolutional(keras, nested)
     runner = vot.IterativePruningRunner(model, input_signature=tf.TensorSpec((1, 16, 16, 3)))
-    spec = runner.uniform_spec(0.5)
+    spec = runner.uniform_spec(0.5, channel_divisible=1)
     sparse = runner.get_sparse_model(spec)
     slim = runner.get_slim_model(spec)
 

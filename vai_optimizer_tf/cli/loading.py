@@ -76,8 +76,9 @@ def saved_flavour(path):
             with h5py.File(path, "r") as archive:
                 version = archive.attrs["keras_version"]
     except Exception as e:  # a truncated or foreign file fails in many ways
-        raise CliError(f"--model: cannot read which Keras wrote {path!r}: "
-                       f"{type(e).__name__}: {one_line(e)}") from e
+        raise CliError(f"--model: cannot load {path!r}: cannot read which Keras wrote it "
+                       f"({type(e).__name__}: {one_line(e)}). Pass a .keras or .h5 file "
+                       "saved by Keras.") from e
     major = (version.decode() if isinstance(version, bytes) else str(version)).split(".")[0]
     return "keras3" if major.isdigit() and int(major) >= 3 else "tf_keras"
 

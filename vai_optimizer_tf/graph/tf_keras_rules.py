@@ -52,6 +52,7 @@ ENTRIES = {
     L.ThresholdedReLU: rules.THRESHOLDED_RELU,
     # Regularization (SpatialDropout* subclass Dropout)
     L.Dropout: rules.ZERO_COST,
+    L.Identity: rules.ZERO_COST,
     L.GaussianNoise: rules.ZERO_COST,
     L.GaussianDropout: rules.ZERO_COST,
     L.AlphaDropout: rules.ZERO_COST,

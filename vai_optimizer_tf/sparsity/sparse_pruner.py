@@ -14,7 +14,7 @@ from vai_optimizer_tf.sparsity import block_pattern
 from vai_optimizer_tf.sparsity import sparse_export
 from vai_optimizer_tf.sparsity import sparse_targets
 from vai_optimizer_tf.sparsity import tf_keras_block_mask as block_mask
-from vai_optimizer_tf.sparsity import tf_keras_insertion
+from vai_optimizer_tf.graph import tf_keras_insertion
 from vai_optimizer_tf.sparsity.tf_keras_activation_sparsity import ActivationSparsity
 
 logger = logging.getLogger("vai_optimizer_tf")
