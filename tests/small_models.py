@@ -30,7 +30,7 @@ def small_resnet(seed=0, name="small_resnet", width=8, blocks=2, keras=tf_keras)
     return model_utils.randomize_batch_norm(model, seed)
 
 
-def small_mobilenet(seed=0, name="small_mobilenet", dw_kernel=5):
+def small_mobilenet(seed=0, name="small_mobilenet", dw_kernel=5, keras=tf_keras):
     """A MobileNetV2-style net: stem, two inverted residual blocks (one strided), a head.
 
     Groups: the residual group `stem` (stem, b0_project), the expansions
@@ -59,7 +59,7 @@ def small_mobilenet(seed=0, name="small_mobilenet", dw_kernel=5):
     return model_utils.randomize_batch_norm(model, seed)
 
 
-def plain_convnet(seed=0, name="plain_convnet"):
+def plain_convnet(seed=0, name="plain_convnet", keras=tf_keras):
     """conv1 -> conv2 (5x5) -> GAP -> Dense, with biases and no BatchNormalization."""
     keras.utils.set_random_seed(seed)
     L = keras.layers

@@ -30,6 +30,7 @@ from vai_optimizer_tf.graph import ir
 from vai_optimizer_tf.graph import keras3_calibration
 from vai_optimizer_tf.graph import keras3_insertion
 from vai_optimizer_tf.graph import keras3_rules  # noqa: F401  (registers the entries)
+from vai_optimizer_tf.graph import layer_insertion
 from vai_optimizer_tf.graph.adapter import ModelAdapter
 from vai_optimizer_tf.masks import channel_mask_base
 from vai_optimizer_tf.masks import keras3_channel_mask
@@ -535,7 +536,9 @@ class Keras3Adapter(ModelAdapter):
                                                     + [tensor_shapes[in_ids[0]][-1]])
 
     def _insert_layers(self, config, layer_for, suffix):
-        return keras3_insertion.insert_layers(config, layer_for, suffix)
+        return layer_insertion.insert_layers(config, layer_for, suffix,
+                                             keras.saving.serialize_keras_object,
+                                             keras3_insertion.reroute)
 
     def _constraint_key(self, weight_name, layer_config):
         """Also `depthwise_constraint` for the `kernel` of a Keras 3 `DepthwiseConv*D`."""

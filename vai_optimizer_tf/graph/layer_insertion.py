@@ -9,10 +9,10 @@ right before the target. Nested models are handled at their own level. No
 existing layer is wrapped or renamed.
 
 This module walks the config, which both flavours lay out alike (`layers`,
-each entry with `class_name` and `config`); how a call is written in
-`inbound_nodes` differs, so each flavour's insertion module
-(`tf_keras_insertion.py`, `keras3_insertion.py`) passes its own `connect`.
-Models reach it through `ModelAdapter.insert_before`.
+each entry with `class_name`, `config` and, in a Functional config,
+`inbound_nodes`); how one call is written differs, so each flavour's
+insertion module (`tf_keras_insertion.py`, `keras3_insertion.py`) passes its
+own `reroute`. Models reach it through `ModelAdapter.insert_before`.
 """
 
 MODEL_CLASS_NAMES = ("Functional", "Sequential", "Model")
@@ -27,7 +27,15 @@ def _unique_name(base, taken):
     return name
 
 
-def insert_layers(config, layer_for, suffix, serialize, connect, prefix="", inserted=None):
+def _rerouted(reroute, node, new_name, index, target):
+    calls = reroute(node, new_name, index)
+    if calls is None:
+        raise ValueError(f"Cannot insert a layer in front of {target!r}: its call in the model "
+                         f"config is not a call on one tensor ({node!r}).")
+    return calls
+
+
+def insert_layers(config, layer_for, suffix, serialize, reroute, prefix="", inserted=None):
     """Adds a new layer entry in front of every layer `layer_for` names, in place.
 
     Args:
@@ -36,17 +44,19 @@ def insert_layers(config, layer_for, suffix, serialize, connect, prefix="", inse
         front of that layer (called with one input tensor), or None.
       suffix: The new layers are named `<target name>_<suffix>`.
       serialize: `fn(layer) -> config entry` of the flavour.
-      connect: `fn(entry, new_entry, new_name, path, first)` of the flavour,
-        for a Functional config: moves the target entry's calls onto the new
-        entry and makes the target read the new layer. For a Sequential
-        config it is called with `entry=None` when the target is the first
-        layer (`first` is then the target's entry), to carry the input shape.
+      reroute: `fn(node, new_name, index) -> (new node, target node)` of the
+        flavour: given one call of the target (an `inbound_nodes` item), the
+        same call made on the new layer, and the call of the target on the
+        new layer's `index`-th output; None if the call is not on one tensor.
       prefix: The path of the model `config` belongs to, with a trailing `/`.
       inserted: Dict filled with `{target path: inserted layer path}`.
 
     Returns:
       `(inserted, classes)`: the paths dict and `{class name: class}` of the
       inserted layers, for the custom object scope of `from_config`.
+
+    Raises:
+      ValueError: if a target is called on several tensors.
     """
     inserted = {} if inserted is None else inserted
     classes = {}
@@ -57,7 +67,7 @@ def insert_layers(config, layer_for, suffix, serialize, connect, prefix="", inse
         name = entry["config"]["name"]
         path = prefix + name
         if entry["class_name"] in MODEL_CLASS_NAMES and "layers" in entry["config"]:
-            _, inner = insert_layers(entry["config"], layer_for, suffix, serialize, connect,
+            _, inner = insert_layers(entry["config"], layer_for, suffix, serialize, reroute,
                                      path + "/", inserted)
             classes.update(inner)
         layer = layer_for(path)
@@ -69,9 +79,13 @@ def insert_layers(config, layer_for, suffix, serialize, connect, prefix="", inse
         new_entry["config"] = dict(new_entry["config"], name=new_name)
         new_entry["name"] = new_name
         if functional:
-            connect(entry, new_entry, new_name, path, None)
-        elif not out:
-            connect(None, new_entry, new_name, path, entry)
+            calls = [_rerouted(reroute, node, new_name, index, path)
+                     for index, node in enumerate(entry.get("inbound_nodes") or [])]
+            new_entry["inbound_nodes"] = [new for new, _ in calls]
+            entry["inbound_nodes"] = [target for _, target in calls]
+        elif not out and "batch_input_shape" in entry["config"]:
+            # A tf_keras Sequential config gives the model's input shape to its first layer.
+            new_entry["config"]["batch_input_shape"] = entry["config"]["batch_input_shape"]
         classes[type(layer).__name__] = type(layer)
         out.extend([new_entry, entry])
         inserted[path] = prefix + new_name

@@ -18,6 +18,7 @@ from tf_keras.src.saving import serialization_lib
 
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.graph import ir
+from vai_optimizer_tf.graph import layer_insertion
 from vai_optimizer_tf.graph import tf_keras_calibration
 from vai_optimizer_tf.graph import tf_keras_insertion
 from vai_optimizer_tf.graph import tf_keras_rules  # noqa: F401  (registers the entries)
@@ -424,7 +425,9 @@ class TfKerasAdapter(ModelAdapter):
         return model
 
     def _insert_layers(self, config, layer_for, suffix):
-        return tf_keras_insertion.insert_layers(config, layer_for, suffix)
+        return layer_insertion.insert_layers(config, layer_for, suffix,
+                                             tf_keras.saving.serialize_keras_object,
+                                             tf_keras_insertion.reroute)
 
     def _rewrite(self, model_config, prefix, layer_configs, tensor_shapes, layer_classes):
         for entry in model_config["layers"]:

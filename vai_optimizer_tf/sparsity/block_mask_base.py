@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from vai_optimizer_tf.graph import adapters
+from vai_optimizer_tf.masks import channel_mask_base
 from vai_optimizer_tf.sparsity import block_pattern
 from vai_optimizer_tf.sparsity.sparse_targets import constraint_key
 
@@ -41,6 +42,9 @@ REGISTERED_NAME = "vai_optimizer_tf>BlockSparseMask"
 
 class BlockSparseMaskBase:
     """Keeps the pruned entries of an N:M weight at zero; mixed into a flavour's `Constraint`.
+
+    A flavour's class sets `keras_module` (`tf_keras`, or Keras 3's `keras`),
+    which serializes it and its inner constraint.
 
     Args:
       shape: The weight's shape.
@@ -54,6 +58,8 @@ class BlockSparseMaskBase:
       inner: Optional serialized constraint the layer had before, applied
         first. Defaults to `None`.
     """
+
+    keras_module = None
 
     def __init__(self, shape, axis, block_size, sparsity, zeros=None, inner=None):
         self.shape = tuple(int(d) for d in shape)
@@ -72,14 +78,13 @@ class BlockSparseMaskBase:
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self._is_set = False
 
-    @staticmethod
-    def _deserialize_constraint(config):
+    def _deserialize_constraint(self, config):
         """The flavour's constraint object of a serialized constraint."""
-        raise NotImplementedError
+        return self.keras_module.constraints.get(config)
 
     def serialize(self):
         """This mask as its flavour serializes it into a layer config."""
-        raise NotImplementedError
+        return self.keras_module.saving.serialize_keras_object(self)
 
     @property
     def target(self):
@@ -155,11 +160,7 @@ def is_block_mask_config(value):
 
 def without_block_masks(layer_config):
     """A copy of a layer config with every `BlockSparseMask` replaced by its inner constraint."""
-    config = dict(layer_config)
-    for key, value in layer_config.items():
-        if key.endswith("_constraint") and is_block_mask_config(value):
-            config[key] = value.get("config", {}).get("inner")
-    return config
+    return channel_mask_base.strip_masks(layer_config, is_block_mask_config)
 
 
 def with_block_mask(mask_class, layer_config, weight_name, shape, axis, block_size, sparsity,

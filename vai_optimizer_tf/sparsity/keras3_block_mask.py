@@ -20,15 +20,8 @@ class BlockSparseMask(BlockSparseMaskBase, keras.constraints.Constraint):
     """Keeps the pruned entries of an N:M block-sparse weight at zero (Keras 3).
 
     Args:
-      shape: The weight's shape.
-      axis: The weight's input-channel axis, along which blocks are cut.
-      block_size: Consecutive input channels per block.
-      sparsity: The target fraction of zeros per block (the model's
-        `w_sparsity`).
-      zeros: Zero entries per block that the mask holds now. Defaults to
-        the target, `sparsity * block_size`.
-      inner: Optional serialized constraint the layer had before, applied
-        first. Defaults to `None`.
+      shape, axis, block_size, sparsity, zeros, inner: As for
+        `block_mask_base.BlockSparseMaskBase`.
 
     Example:
 
@@ -42,9 +35,4 @@ class BlockSparseMask(BlockSparseMaskBase, keras.constraints.Constraint):
     ```
     """
 
-    @staticmethod
-    def _deserialize_constraint(config):
-        return keras.constraints.get(config)
-
-    def serialize(self):
-        return keras.saving.serialize_keras_object(self)
+    keras_module = keras

@@ -16,9 +16,8 @@ class ActivationSparsity(ActivationSparsityBase, tf_keras.layers.Layer):
     """Zeroes the smallest activations of each block of input channels (tf_keras).
 
     Args:
-      block_size: Consecutive channels (last axis) per block.
-      sparsity: Fraction of each block set to zero, e.g. `0.5`.
-      **kwargs: Base layer arguments (`name`, `dtype`).
+      block_size, sparsity, **kwargs: As for
+        `activation_sparsity_base.ActivationSparsityBase`.
 
     Example:
 

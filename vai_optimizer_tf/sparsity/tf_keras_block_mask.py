@@ -20,16 +20,8 @@ class BlockSparseMask(BlockSparseMaskBase, tf_keras.constraints.Constraint):
     """Keeps the pruned entries of an N:M block-sparse weight at zero (tf_keras).
 
     Args:
-      shape: The weight's shape.
-      axis: The weight's input-channel axis, along which blocks are cut.
-      block_size: Consecutive input channels per block.
-      sparsity: The target fraction of zeros per block (the model's
-        `w_sparsity`).
-      zeros: Zero entries per block that the mask holds now. Defaults to
-        the target, `sparsity * block_size`; `GradualSparsity` raises it from
-        0 during training.
-      inner: Optional serialized constraint the layer had before, applied
-        first. Defaults to `None`.
+      shape, axis, block_size, sparsity, zeros, inner: As for
+        `block_mask_base.BlockSparseMaskBase`.
 
     Example:
 
@@ -40,12 +32,7 @@ class BlockSparseMask(BlockSparseMaskBase, tf_keras.constraints.Constraint):
     ```
     """
 
-    @staticmethod
-    def _deserialize_constraint(config):
-        return tf_keras.constraints.get(config)
-
-    def serialize(self):
-        return tf_keras.saving.serialize_keras_object(self)
+    keras_module = tf_keras
 
 
 def _register():
