@@ -2,15 +2,16 @@
 
 The pattern is counted here by slicing each block explicitly, not through the
 library's reshape, and the input-channel axis of every sparse kernel of
-`nm_net` is written by hand below, not read from the layer registry.
+`nm_net` is written by hand below, not read from the layer registry. The net
+is built with either Keras flavour (`tests/flavours.py`); both lay out their
+kernels alike, so one table serves both.
 """
 
 import numpy as np
-import tf_keras as keras
 
 from tests import model_utils
-
-L = keras.layers
+from tests.flavours import flavour_name
+from vai_optimizer_tf.sparsity import flavour_classes
 
 # Layer -> (weight attribute, input-channel axis) of each kernel that takes the pattern.
 SPARSE_KERNELS = {
@@ -22,20 +23,28 @@ SPARSE_KERNELS = {
 }
 # With activation sparsity the separable conv stays dense: its pointwise inputs are internal.
 ACTIVATION_SPARSE_LAYERS = ["conv", "up", "side", "head"]
-# Kernels that stay dense, and the words their reason must contain.
-DENSE_KERNELS = {
-    ("stem", "kernel"): "3 input channels",
-    ("dw", "depthwise_kernel"): "depthwise",
-    ("sep", "depthwise_kernel"): "depthwise",
-}
+# The kernel of a DepthwiseConv2D: `depthwise_kernel` in tf_keras, `kernel` in Keras 3.
+DEPTHWISE_KERNEL = {"tf_keras": "depthwise_kernel", "keras3": "kernel"}
 
 
-def nm_net(seed=0):
+def dense_kernels(keras):
+    """`(layer, weight) -> words its reason must contain` for the kernels that stay dense."""
+    return {("stem", "kernel"): "3 input channels",
+            ("dw", DEPTHWISE_KERNEL[flavour_name(keras)]): "depthwise",
+            ("sep", "depthwise_kernel"): "depthwise"}
+
+
+def nm_net(keras, seed=0):
     """stem (3 channels) -> BN -> conv -> depthwise -> separable -> transpose conv -> 1x1 -> head.
 
     Input channels of the sparse kernels: conv 16, sep (pointwise) 32, up 32,
     side 16, head 16, so block sizes 4, 8 and 16 all fit.
+
+    Args:
+      keras: The flavour's `keras` module (`tf_keras` or Keras 3's `keras`).
+      seed: Seeds the initial weights.
     """
+    L = keras.layers
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 3))
     x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
@@ -56,8 +65,18 @@ def training_data(n=32, seed=1):
     return rs.uniform(-1, 1, (n, 8, 8, 3)).astype("float32"), rs.randint(0, 10, n)
 
 
-def loss_fn():
+def loss_fn(keras):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def block_mask_class(keras):
+    """The library's `BlockSparseMask` class for models of this flavour."""
+    return flavour_classes.block_mask_class(flavour_name(keras))
+
+
+def activation_sparsity_class(keras):
+    """The library's `ActivationSparsity` layer class for models of this flavour."""
+    return flavour_classes.activation_sparsity_class(flavour_name(keras))
 
 
 def block_zero_counts(values, axis, block_size, zero=0):

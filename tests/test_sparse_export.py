@@ -6,6 +6,8 @@ op, and the dense weight TFLite computes from the sparse encoding keeps the
 pattern along the op's input-channel axis (written by hand below). With
 activation sparsity, every block of inputs reaching a sparse layer is at
 least half zeros, in Keras and in TFLite (float and int8), on random data.
+Every test runs on a tf_keras model and on a Keras 3 model (the module's
+`keras` fixture); each flavour trains and exports its two sparse models once.
 """
 
 import os
@@ -16,10 +18,10 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from tests import nm_utils
+from tests.flavours import FLAVOURS
 from vai_optimizer_tf.sparsity import tflite_kernels
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,9 +30,15 @@ WEIGHT_INPUT_AXIS = {"CONV_2D": (1, 3), "FULLY_CONNECTED": (1, 1), "TRANSPOSE_CO
 DATA_INPUT = {"CONV_2D": 0, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 2}
 
 
+@pytest.fixture(scope="module", params=list(FLAVOURS))
+def keras(request):
+    """The Keras flavour of the module's fixtures: tf_keras, then Keras 3."""
+    return FLAVOURS[request.param]
+
+
 @pytest.fixture(scope="module")
-def pruner():
-    return vot.SparsePruner(nm_utils.nm_net())
+def pruner(keras):
+    return vot.SparsePruner(nm_utils.nm_net(keras))
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +46,20 @@ def data():
     return nm_utils.training_data()
 
 
-def trained(model, data):
-    model.compile(keras.optimizers.Adam(0.01), nm_utils.loss_fn())
+def trained(keras, model, data):
+    model.compile(keras.optimizers.Adam(0.01), nm_utils.loss_fn(keras))
     model.fit(*data, batch_size=8, epochs=1, shuffle=False, verbose=0)
     return model
 
 
 @pytest.fixture(scope="module")
-def exported(pruner, data, tmp_path_factory):
+def exported(keras, pruner, data, tmp_path_factory):
     """2:4 and 4:16 + 50% activation sparsity, trained and exported (float and int8)."""
     out = {}
     for name, kwargs in {"w2of4": dict(w_sparsity=0.5, block_size=4),
                          "w4of16_a50": dict(w_sparsity=0.75, block_size=16,
                                             a_sparsity=0.5)}.items():
-        sparse = trained(pruner.sparse_model(**kwargs), data)
+        sparse = trained(keras, pruner.sparse_model(**kwargs), data)
         folder = tmp_path_factory.mktemp(name)
         result = pruner.export_sparse_model(sparse, folder, representative_data=data[0],
                                             print_fn=None)
@@ -137,7 +145,7 @@ class TestTFLiteKeepsThePattern:
         it = interpreter(result.tflite["float"].path, data[0][:1])
         out = it.get_tensor(it.get_output_details()[0]["index"])
 
-        np.testing.assert_allclose(out, sparse(data[0][:1]).numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(out, np.asarray(sparse(data[0][:1])), rtol=0, atol=1e-4)
         for file in result.tflite.values():
             assert file.size_bytes == os.path.getsize(file.path)
         assert result.tflite["float"].size_bytes < result.tflite["float"].dense_size_bytes
@@ -151,14 +159,14 @@ class TestTFLiteKeepsThePattern:
 
 class TestActivationSparsity:
 
-    def test_keras_inputs_of_every_sparse_layer_are_half_zeros(self, exported):
+    def test_keras_inputs_of_every_sparse_layer_are_half_zeros(self, keras, exported):
         sparse, _ = exported["w4of16_a50"]
         layers = nm_utils.ACTIVATION_SPARSE_LAYERS
         probe = keras.Model(sparse.inputs, [sparse.get_layer(n).input for n in layers])
         x = np.random.RandomState(3).normal(size=(4, 8, 8, 3)).astype("float32")
 
         for name, value in zip(layers, probe(x)):
-            counts = nm_utils.block_zero_counts(value.numpy(), -1, 16)
+            counts = nm_utils.block_zero_counts(np.asarray(value), -1, 16)
             assert counts.min() >= 8, name
 
     @pytest.mark.parametrize("quantization", ["float", "int8"])
@@ -176,15 +184,15 @@ class TestActivationSparsity:
                                                 zero=zero_point(it, index))
             assert counts.min() >= 8, op["op_name"]
 
-    def test_layer_keeps_the_largest_magnitudes_and_breaks_ties_by_channel(self):
-        layer = vot.sparsity.ActivationSparsity(block_size=4, sparsity=0.5)
+    def test_layer_keeps_the_largest_magnitudes_and_breaks_ties_by_channel(self, keras):
+        layer = nm_utils.activation_sparsity_class(keras)(block_size=4, sparsity=0.5)
         x = tf.constant([[4.0, -1.0, -3.0, 2.0, 5.0, 5.0, 5.0, 5.0]])
 
-        np.testing.assert_array_equal(layer(x).numpy(),
+        np.testing.assert_array_equal(np.asarray(layer(x)),
                                       [[4.0, 0.0, -3.0, 0.0, 5.0, 5.0, 0.0, 0.0]])
 
-    def test_gradient_passes_straight_through(self):
-        layer = vot.sparsity.ActivationSparsity(block_size=4, sparsity=0.5)
+    def test_gradient_passes_straight_through(self, keras):
+        layer = nm_utils.activation_sparsity_class(keras)(block_size=4, sparsity=0.5)
         x = tf.constant(np.random.RandomState(0).normal(size=(2, 8)).astype("float32"))
         weights = tf.constant(np.random.RandomState(1).normal(size=(2, 8)).astype("float32"))
         with tf.GradientTape() as tape:
@@ -193,9 +201,10 @@ class TestActivationSparsity:
 
         np.testing.assert_array_equal(tape.gradient(loss, x).numpy(), weights.numpy())
 
-    def test_channels_must_be_a_multiple_of_the_block(self):
+    def test_channels_must_be_a_multiple_of_the_block(self, keras):
         with pytest.raises(ValueError, match="multiple of block_size=16"):
-            vot.sparsity.ActivationSparsity(block_size=16, sparsity=0.5)(tf.zeros((1, 8)))
+            nm_utils.activation_sparsity_class(keras)(block_size=16, sparsity=0.5)(
+                tf.zeros((1, 8)))
 
 
 SAVED_MODEL_CHILD = """
@@ -206,17 +215,20 @@ serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 np.save(sys.argv[3], list(serve(tf.constant(np.load(sys.argv[2]))).values())[0].numpy())
 """
 KERAS_CHILD = """
-import sys
-import numpy as np, tf_keras
-model = tf_keras.models.load_model(sys.argv[1])
+import importlib, sys
+import numpy as np
+keras = importlib.import_module(sys.argv[4])
+model = keras.models.load_model(sys.argv[1])
+assert "vai_optimizer_tf" not in sys.modules
 assert all(getattr(v, "constraint", None) is None for v in model.weights)
-np.save(sys.argv[3], model(np.load(sys.argv[2])).numpy())
+np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]))))
 """
 
 
 class TestPlainFormats:
 
-    def test_keras_and_saved_model_load_without_the_library(self, exported, data, tmp_path):
+    def test_keras_and_saved_model_load_without_the_library(self, keras, exported, data,
+                                                            tmp_path):
         x_path = str(tmp_path / "x.npy")
         np.save(x_path, data[0][:4])
         runs = {"keras 2:4": (KERAS_CHILD, exported["w2of4"]),
@@ -227,11 +239,12 @@ class TestPlainFormats:
             source = result.keras_path if "keras" in label else result.saved_model_dir
             out = str(tmp_path / (label.replace(" ", "_").replace(":", "") + ".npy"))
             processes[label] = (out, subprocess.Popen(
-                [sys.executable, "-c", script, source, x_path, out], cwd=str(tmp_path),
+                [sys.executable, "-c", script, source, x_path, out, keras.__name__],
+                cwd=str(tmp_path),
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for label, (out, process) in processes.items():
             _, err = process.communicate(timeout=600)
             assert process.returncode == 0, f"{label}: {err[-3000:]}"
             sparse, _ = runs[label][1]
-            np.testing.assert_allclose(np.load(out), sparse(data[0][:4]).numpy(), rtol=0,
+            np.testing.assert_allclose(np.load(out), np.asarray(sparse(data[0][:4])), rtol=0,
                                        atol=1e-5, err_msg=label)

@@ -4,7 +4,8 @@ In each block of consecutive input channels the smallest magnitudes are zero
 and the others keep their values; the copy has the user's layer names and
 configs (a constraint is the only addition); the user's model is untouched;
 kernels that cannot take the pattern are listed with a reason; bad settings
-fail with a clear error.
+fail with a clear error. Every test runs on a tf_keras model and on a Keras 3
+model (the module's `keras` fixture), except the docstring examples.
 """
 
 import json
@@ -12,18 +13,22 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
 
 import vai_optimizer_tf as vot
 from tests import nm_utils
+from tests.flavours import FLAVOURS
 from tests.nm_utils import SPARSE_KERNELS
 
-L = keras.layers
+
+@pytest.fixture(scope="module", params=list(FLAVOURS))
+def keras(request):
+    """The Keras flavour of the module's fixtures: tf_keras, then Keras 3."""
+    return FLAVOURS[request.param]
 
 
 @pytest.fixture(scope="module")
-def model():
-    return nm_utils.nm_net()
+def model(keras):
+    return nm_utils.nm_net(keras)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,7 @@ class TestPattern:
     @pytest.mark.parametrize("w_sparsity,block_size", [(0.5, 4), (0.75, 16), (0.5, 8)],
                              ids=["2:4", "4:16", "4:8"])
     def test_smallest_magnitudes_of_every_block_are_zero_and_the_rest_unchanged(
-            self, model, pruner, w_sparsity, block_size):
+            self, keras, model, pruner, w_sparsity, block_size):
         before = [w.copy() for w in model.get_weights()]
         sparse = pruner.sparse_model(w_sparsity=w_sparsity, block_size=block_size)
 
@@ -57,7 +62,7 @@ class TestPattern:
             smallest_kept = np.where(kept, np.abs(original), np.inf).min(axis=1)
             largest_pruned = np.where(kept, -np.inf, np.abs(original)).max(axis=1)
             assert np.all(smallest_kept >= largest_pruned), layer
-        for layer, attr in DENSE:
+        for layer, attr in nm_utils.dense_kernels(keras):
             np.testing.assert_array_equal(nm_utils.kernel(sparse, layer, attr),
                                           nm_utils.kernel(model, layer, attr))
         for a, b in zip(model.get_weights(), before):  # the user's model is untouched
@@ -77,34 +82,33 @@ class TestPattern:
         assert all(type(layer) is type(model.get_layer(layer.name)) for layer in sparse.layers)
         assert model.get_layer("conv").kernel.constraint is None
 
-    def test_outputs_equal_the_dense_model_with_the_same_zeros(self, model, pruner):
+    def test_outputs_equal_the_dense_model_with_the_same_zeros(self, keras, model, pruner):
         sparse = pruner.sparse_model(0.75, 16)
         dense = keras.models.clone_model(model)
         dense.set_weights(sparse.get_weights())
         x, _ = nm_utils.training_data(8)
 
-        np.testing.assert_array_equal(sparse(x).numpy(), dense(x).numpy())
-
-
-DENSE = [("stem", "kernel"), ("dw", "depthwise_kernel"), ("sep", "depthwise_kernel")]
+        np.testing.assert_array_equal(np.asarray(sparse(x)), np.asarray(dense(x)))
 
 
 class TestExclusions:
 
-    def test_every_dense_kernel_is_reported_with_its_reason(self, pruner):
+    def test_every_dense_kernel_is_reported_with_its_reason(self, keras, pruner):
         sparse = pruner.sparse_model(0.5, 4, excludes=["side"])
         report = vot.sparsity_report(sparse)
 
         reasons = {(e.layer, e.weight): e.reason for e in report.exclusions}
-        assert set(reasons) == set(nm_utils.DENSE_KERNELS) | {("side", "kernel")}
-        for key, words in nm_utils.DENSE_KERNELS.items():
+        dense = nm_utils.dense_kernels(keras)
+        assert set(reasons) == set(dense) | {("side", "kernel")}
+        for key, words in dense.items():
             assert words in reasons[key], reasons[key]
         assert "excludes" in reasons[("side", "kernel")]
         assert {(l.layer, l.weight) for l in report.layers} == {
             (layer, attr) for layer, (attr, _) in SPARSE_KERNELS.items() if layer != "side"}
         assert "stem.kernel: 3 input channels, not a multiple of block_size=4" in str(report)
 
-    def test_layers_whose_channels_do_not_fit_the_block_stay_dense(self):
+    def test_layers_whose_channels_do_not_fit_the_block_stay_dense(self, keras):
+        L = keras.layers
         inputs = keras.Input((8,))
         x = L.Dense(12, name="a")(inputs)             # 8 inputs: fits 4 and 8
         outputs = L.Dense(4, name="b")(x)             # 12 inputs: fits 4, not 8
@@ -168,7 +172,8 @@ class TestErrors:
         with pytest.raises(ValueError, match=match):
             pruner.sparse_model(**kwargs)
 
-    def test_a_block_size_no_layer_can_take(self):
+    def test_a_block_size_no_layer_can_take(self, keras):
+        L = keras.layers
         inputs = keras.Input((8, 8, 3))
         x = L.Conv2D(6, 3, name="c1")(inputs)
         x = L.Conv2D(10, 3, name="c2")(x)
@@ -189,40 +194,42 @@ class TestErrors:
 
 class TestSerializableObjects:
 
-    def test_block_mask_config_round_trip(self):
-        mask = vot.sparsity.BlockSparseMask((3, 3, 8, 4), axis=2, block_size=4, sparsity=0.75,
-                                            zeros=1, inner=keras.saving.serialize_keras_object(
-                                                keras.constraints.NonNeg()))
+    def test_block_mask_config_round_trip(self, keras):
+        mask_class = nm_utils.block_mask_class(keras)
+        mask = mask_class((3, 3, 8, 4), axis=2, block_size=4, sparsity=0.75, zeros=1,
+                          inner=keras.saving.serialize_keras_object(keras.constraints.NonNeg()))
         restored = keras.saving.deserialize_keras_object(
             json.loads(json.dumps(keras.saving.serialize_keras_object(mask))))
 
-        assert isinstance(restored, vot.sparsity.BlockSparseMask)
+        assert type(restored) is mask_class
         assert restored.get_config() == mask.get_config()
         w = np.random.RandomState(0).normal(size=(3, 3, 8, 4)).astype("float32")
         restored.set_from_weights(np.abs(w))  # one zero per block: the smallest |w|
-        out = restored(tf.constant(w)).numpy()
+        out = np.asarray(restored(tf.constant(w)))
         counts = nm_utils.block_zero_counts(out, 2, 4)
         assert np.all(counts >= 1)
         np.testing.assert_array_equal(out[out != 0], np.maximum(w, 0)[out != 0])
 
-    def test_activation_sparsity_config_round_trip(self):
-        layer = vot.sparsity.ActivationSparsity(block_size=8, sparsity=0.5, name="a")
+    def test_activation_sparsity_config_round_trip(self, keras):
+        layer_class = nm_utils.activation_sparsity_class(keras)
+        layer = layer_class(block_size=8, sparsity=0.5, name="a")
         restored = keras.layers.deserialize(
             json.loads(json.dumps(keras.layers.serialize(layer))))
 
+        assert type(restored) is layer_class
         assert restored.get_config() == layer.get_config()
         assert restored.block_size == 8 and restored.sparsity == 0.5
 
 
 class TestComposition:
 
-    def test_slim_model_of_channel_pruning_takes_the_pattern(self, model, tmp_path):
+    def test_slim_model_of_channel_pruning_takes_the_pattern(self, keras, model, tmp_path):
         runner = vot.IterativePruningRunner(model, workspace=str(tmp_path))
         slim = runner.get_slim_model(runner.uniform_spec(0.5, channel_divisible=4))
         assert slim.count_params() < model.count_params()
 
         sparse = vot.SparsePruner(slim).sparse_model(0.5, 4)
-        sparse.compile(keras.optimizers.Adam(0.01), nm_utils.loss_fn())
+        sparse.compile(keras.optimizers.Adam(0.01), nm_utils.loss_fn(keras))
         before = nm_utils.kernels(sparse)
         x, y = nm_utils.training_data()
         sparse.fit(x, y, batch_size=8, epochs=1, verbose=0)
@@ -237,7 +244,8 @@ class TestComposition:
 
 class TestModelKinds:
 
-    def test_nested_model_with_a_shared_layer_and_activation_sparsity(self):
+    def test_nested_model_with_a_shared_layer_and_activation_sparsity(self, keras):
+        L = keras.layers
         keras.utils.set_random_seed(2)
         inner_in = keras.Input((16,))
         shared = L.Dense(16, activation="relu", name="shared")
@@ -252,18 +260,19 @@ class TestModelKinds:
         assert [layer.name for layer in nested.layers][1:] == ["shared_input_sparsity", "shared"]
         assert [layer.name for layer in sparse.layers][-2:] == ["head_input_sparsity", "head"]
         # By hand: the same computation with the library's layer inserted by the Functional API.
-        act = vot.sparsity.ActivationSparsity(16, 0.5)
-        kernel, bias = (v.numpy() for v in nested.get_layer("shared").weights)
-        head_kernel, head_bias = (v.numpy() for v in sparse.get_layer("head").weights)
+        act = nm_utils.activation_sparsity_class(keras)(16, 0.5)
+        kernel, bias = nested.get_layer("shared").get_weights()
+        head_kernel, head_bias = sparse.get_layer("head").get_weights()
         x = np.random.RandomState(0).normal(size=(5, 16)).astype("float32")
         h = x
         for _ in range(2):
-            h = np.maximum(act(h).numpy() @ kernel + bias, 0)
-        expected = act(h).numpy() @ head_kernel + head_bias
-        np.testing.assert_allclose(sparse(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+            h = np.maximum(np.asarray(act(h)) @ kernel + bias, 0)
+        expected = np.asarray(act(h)) @ head_kernel + head_bias
+        np.testing.assert_allclose(np.asarray(sparse(x)), expected, rtol=1e-5, atol=1e-5)
         assert vot.sparsity_report(sparse).compliant
 
-    def test_sequential_model(self):
+    def test_sequential_model(self, keras):
+        L = keras.layers
         keras.utils.set_random_seed(3)
         model = keras.Sequential([keras.Input((8, 8, 4)), L.Conv2D(16, 3, name="a"),
                                   L.Conv2D(16, 3, name="b"), L.Flatten(name="flatten"),
@@ -286,21 +295,26 @@ class TestModelKinds:
 
 def test_docstring_examples_run(tmp_path, monkeypatch):
     import re
+
+    import tf_keras
+
     from vai_optimizer_tf.callbacks.gradual_sparsity import GradualSparsity
     from vai_optimizer_tf.sparsity import (ActivationSparsity, BlockPattern, BlockSparseMask,
                                            check_sparsity_config, export_sparse_model,
+                                           keras3_activation_sparsity, keras3_block_mask,
                                            sparsity_report)
 
     monkeypatch.chdir(tmp_path)
-    namespace = {"np": np, "tf": tf, "tf_keras": keras, "vot": vot,
+    namespace = {"np": np, "tf": tf, "tf_keras": tf_keras, "vot": vot,
                  "BlockSparseMask": BlockSparseMask, "ActivationSparsity": ActivationSparsity,
                  "BlockPattern": BlockPattern, "check_sparsity_config": check_sparsity_config}
     objects = [vot.SparsePruner, BlockSparseMask, ActivationSparsity, BlockPattern,
-               check_sparsity_config, sparsity_report, export_sparse_model, GradualSparsity]
+               check_sparsity_config, sparsity_report, export_sparse_model, GradualSparsity,
+               keras3_block_mask.BlockSparseMask, keras3_activation_sparsity.ActivationSparsity]
     for obj in objects:
         blocks = re.findall(r"```python\n(.*?)```", obj.__doc__.replace("\n    ", "\n"), re.S)
         assert blocks, f"{obj.__name__} has no example"
         if obj is GradualSparsity:  # the pruner of the SparsePruner example
             namespace.update(x=np.random.rand(32, 16, 16, 3), y=np.random.randint(0, 10, 32))
         for block in blocks:
-            exec(compile(block, f"{obj.__name__} docstring", "exec"), namespace)
+            exec(compile(block, f"{obj.__module__}.{obj.__name__} docstring", "exec"), namespace)

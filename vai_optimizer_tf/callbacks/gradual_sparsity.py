@@ -4,17 +4,17 @@ import logging
 import numbers
 
 import numpy as np
-import tf_keras
 
+from vai_optimizer_tf.callbacks.pruning_callback import PruningCallback
 from vai_optimizer_tf.callbacks.schedule import RatioSchedule
+from vai_optimizer_tf.sparsity import block_mask_base as block_mask
 from vai_optimizer_tf.sparsity import block_pattern
-from vai_optimizer_tf.sparsity import tf_keras_block_mask as block_mask
 from vai_optimizer_tf.utils import validation
 
 logger = logging.getLogger("vai_optimizer_tf")
 
 
-class GradualSparsity(tf_keras.callbacks.Callback):
+class GradualSparsity(PruningCallback):
     """Raises the weight sparsity of every block to the model's pattern, along a schedule.
 
     Build the model with `SparsePruner.sparse_model(..., gradual=True)`: its
@@ -28,7 +28,8 @@ class GradualSparsity(tf_keras.callbacks.Callback):
 
     The step is `model.optimizer.iterations`, so a resumed training continues
     the schedule; the masks are re-read from the kernels when training
-    begins.
+    begins. The same callback works in tf_keras' and in Keras 3's `fit` (it
+    is a `keras.callbacks.Callback` of both, see `PruningCallback`).
 
     Args:
       schedule: A `tfmot.sparsity.keras.PruningSchedule` (`PolynomialDecay`,
@@ -82,7 +83,7 @@ class GradualSparsity(tf_keras.callbacks.Callback):
         self._epoch_start = resumed_at
 
     def _step(self):
-        return int(tf_keras.backend.get_value(self.model.optimizer.iterations))
+        return self.optimizer_step()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self._step()

@@ -92,7 +92,7 @@ def representative_dataset(data, num_samples=100):
 
 
 def convert_to_tflite(model, quantization="float", representative_data=None,
-                      num_calibration_samples=100, input_signature=None):
+                      num_calibration_samples=100, input_signature=None, sparse_weights=False):
     """Converts a tf_keras or Keras 3 model to a TFLite flatbuffer.
 
     * `"float"`: float32 weights and activations.
@@ -116,6 +116,9 @@ def convert_to_tflite(model, quantization="float", representative_data=None,
         Defaults to `100`.
       input_signature: Optional `tf.TensorSpec` (or list) for undefined
         input dimensions. Defaults to the model's own input shapes.
+      sparse_weights: Also store sparse weights (such as N:M kernels) as
+        their non-zero values plus indices,
+        `tf.lite.Optimize.EXPERIMENTAL_SPARSITY`. Defaults to `False`.
 
     Returns:
       The flatbuffer, as `bytes`.
@@ -150,18 +153,25 @@ def convert_to_tflite(model, quantization="float", representative_data=None,
             saved_model.write_keras3_saved_model(model, function, folder)
             return _convert(tf.lite.TFLiteConverter.from_saved_model(
                 folder, signature_keys=[saved_model.SERVING_KEY]), quantization,
-                representative_data, num_calibration_samples)
+                representative_data, num_calibration_samples, sparse_weights)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [function.get_concrete_function()], model)
-    return _convert(converter, quantization, representative_data, num_calibration_samples)
+    return _convert(converter, quantization, representative_data, num_calibration_samples,
+                    sparse_weights)
 
 
-def _convert(converter, quantization, representative_data, num_calibration_samples):
-    """Sets `converter` up for `quantization` and converts."""
+def _convert(converter, quantization, representative_data, num_calibration_samples,
+             sparse_weights):
+    """Sets `converter` up for `quantization` (and sparse weights) and converts."""
+    optimizations = []
     if quantization in ("int8", "qat"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        optimizations.append(tf.lite.Optimize.DEFAULT)
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+    if sparse_weights:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    if optimizations:
+        converter.optimizations = optimizations
     if quantization == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.representative_dataset = representative_dataset(representative_data,

@@ -19,6 +19,9 @@ Modules:
   three for Keras 3 models (`import keras`, `tf.keras` in TF 2.16+),
   `keras.ops` calls included.
 * `adapters.py`: picks the adapter of a model by its Keras flavour.
+* `layer_insertion.py`: inserts layers in front of others in a model config
+  (`ModelAdapter.insert_before`), with `tf_keras_insertion.py` and
+  `keras3_insertion.py` writing each flavour's calls.
 
 Only the flavour modules touch Keras internals (`tf_keras.src` in the
 tf_keras ones, `keras.src` in the Keras 3 ones); `tests/test_registry.py`

@@ -80,6 +80,47 @@ class ModelAdapter(abc.ABC):
         """
 
     @abc.abstractmethod
+    def _from_config(self, model, config, extra_objects=None):
+        """A model of `model`'s kind built from `config` (a config of this flavour).
+
+        Args:
+          model: The model whose kind (Sequential or Functional) to build.
+          config: The model config.
+          extra_objects: Name -> class, besides `custom_objects()`.
+        """
+
+    @abc.abstractmethod
+    def _insert_layers(self, config, layer_for, suffix):
+        """The flavour's `layer_insertion.insert_layers` (see `insert_before`)."""
+
+    def insert_before(self, model, layer_for, suffix):
+        """A copy of a model rebuilt by this adapter, with new layers in front of some layers.
+
+        In a Functional model the new layer takes over every call of its
+        target (shared layers and nested models included), in a Sequential
+        model it comes right before the target. No existing layer is wrapped
+        or renamed, and the copy has `model`'s weights.
+
+        Args:
+          model: A model rebuilt by this adapter (not modified).
+          layer_for: `fn(layer path) -> layer or None`: a new layer of this
+            flavour to call in front of that layer, or None.
+          suffix: The new layers are named `<target name>_<suffix>`.
+
+        Returns:
+          `(new model, {target path: inserted layer path})`.
+
+        Raises:
+          ValueError: if a target is called on several tensors.
+        """
+        config = copy.deepcopy(model.get_config())
+        inserted, classes = self._insert_layers(config, layer_for, suffix)
+        new = self._from_config(model, config, classes)
+        self.assign_weights(new, {path: self.layer_values(model, path)
+                                  for path in self.all_weights()})
+        return new, inserted
+
+    @abc.abstractmethod
     def rebuild_for_calibration(self, layer_weights=None):
         """A copy for adaptive BN whose BatchNormalization layers sum batch statistics.
 
@@ -197,16 +238,30 @@ class ModelAdapter(abc.ABC):
         Returns:
           `(layer path, weight index) -> (variable, ChannelMask)`.
         """
-        masks = {}
+        return {(path, i): (variable, constraint) for path, i, variable, constraint
+                in self.constrained_weights(model, self.mask_class)}
+
+    def constrained_weights(self, model, constraint_class):
+        """The variables of a model whose constraint is a `constraint_class`.
+
+        Args:
+          model: The model read by this adapter, or one it rebuilt.
+          constraint_class: A constraint class (or tuple of classes).
+
+        Returns:
+          A list of `(layer path, weight index, variable, constraint)`, in
+          layer order.
+        """
+        found = []
         for path, source_layer in self._layers.items():
             if not getattr(source_layer, "weights", None):
                 continue
             layer = self._find_layer(model, self._path_parts[path])
             for i, variable in enumerate(layer.weights):
                 constraint = getattr(variable, "constraint", None)
-                if isinstance(constraint, self.mask_class):
-                    masks[(path, i)] = (variable, constraint)
-        return masks
+                if isinstance(constraint, constraint_class):
+                    found.append((path, i, variable, constraint))
+        return found
 
     def layer_values(self, model, layer_path):
         """Numpy values of a layer's weights in a model rebuilt by this adapter."""

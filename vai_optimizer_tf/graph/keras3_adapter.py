@@ -28,7 +28,9 @@ from keras.src.saving import serialization_lib
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.graph import ir
 from vai_optimizer_tf.graph import keras3_calibration
+from vai_optimizer_tf.graph import keras3_insertion
 from vai_optimizer_tf.graph import keras3_rules  # noqa: F401  (registers the entries)
+from vai_optimizer_tf.graph import layer_insertion
 from vai_optimizer_tf.graph.adapter import ModelAdapter
 from vai_optimizer_tf.masks import channel_mask_base
 from vai_optimizer_tf.masks import keras3_channel_mask
@@ -428,9 +430,9 @@ class Keras3Adapter(ModelAdapter):
         objects[calibrating.__name__] = calibrating
         return objects
 
-    def _from_config(self, model, config):
+    def _from_config(self, model, config, extra_objects=None):
         config = copy.deepcopy(config)  # Keras 3's from_config pops keys from it
-        objects = self.custom_objects()
+        objects = dict(self.custom_objects(), **(extra_objects or {}))
         # The config comes from the model in memory, not from a file, so its
         # Lambda layers are the user's own code: safe mode would only refuse them.
         with keras.saving.custom_object_scope(objects), serialization_lib.SafeModeScope(False):
@@ -532,6 +534,11 @@ class Keras3Adapter(ModelAdapter):
         if sequential and build_shape and in_ids[0] in tensor_shapes:
             entry["config"]["build_input_shape"] = (list(build_shape[:-1])
                                                     + [tensor_shapes[in_ids[0]][-1]])
+
+    def _insert_layers(self, config, layer_for, suffix):
+        return layer_insertion.insert_layers(config, layer_for, suffix,
+                                             keras.saving.serialize_keras_object,
+                                             keras3_insertion.reroute)
 
     def _constraint_key(self, weight_name, layer_config):
         """Also `depthwise_constraint` for the `kernel` of a Keras 3 `DepthwiseConv*D`."""

@@ -18,7 +18,9 @@ from tf_keras.src.saving import serialization_lib
 
 from vai_optimizer_tf import errors
 from vai_optimizer_tf.graph import ir
+from vai_optimizer_tf.graph import layer_insertion
 from vai_optimizer_tf.graph import tf_keras_calibration
+from vai_optimizer_tf.graph import tf_keras_insertion
 from vai_optimizer_tf.graph import tf_keras_rules  # noqa: F401  (registers the entries)
 from vai_optimizer_tf.graph.adapter import ModelAdapter
 from vai_optimizer_tf.masks import channel_mask
@@ -421,6 +423,11 @@ class TfKerasAdapter(ModelAdapter):
         model = self._from_config(self.source_model, config, extra_objects)
         self._set_rebuilt_weights(model, layer_weights)
         return model
+
+    def _insert_layers(self, config, layer_for, suffix):
+        return layer_insertion.insert_layers(config, layer_for, suffix,
+                                             tf_keras.saving.serialize_keras_object,
+                                             tf_keras_insertion.reroute)
 
     def _rewrite(self, model_config, prefix, layer_configs, tensor_shapes, layer_classes):
         for entry in model_config["layers"]:

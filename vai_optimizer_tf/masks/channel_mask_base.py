@@ -87,11 +87,20 @@ def is_channel_mask_config(value):
     return isinstance(value, dict) and value.get("class_name") in ("ChannelMask", REGISTERED_NAME)
 
 
-def strip_masks(layer_config):
-    """A copy of a layer config with every `ChannelMask` replaced by its inner constraint."""
+def strip_masks(layer_config, is_mask=is_channel_mask_config):
+    """A copy of a layer config with every mask replaced by its inner constraint.
+
+    Args:
+      layer_config: A layer config.
+      is_mask: `fn(serialized constraint) -> bool` picking the masks to
+        strip. Defaults to `is_channel_mask_config` (every `ChannelMask`).
+
+    Returns:
+      The new config.
+    """
     config = dict(layer_config)
     for key, value in layer_config.items():
-        if key.endswith("_constraint") and is_channel_mask_config(value):
+        if key.endswith("_constraint") and is_mask(value):
             config[key] = value.get("config", {}).get("inner")
     return config
 

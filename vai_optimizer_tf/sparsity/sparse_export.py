@@ -1,8 +1,10 @@
 """`export_sparse_model`: a fine-tuned N:M sparse model as plain Keras, SavedModel and TFLite.
 
 The masks are dropped (the kernels keep their zeros), so the Keras model is
-plain tf_keras; an `ActivationSparsity` layer, when present, stays (it is
-plain TensorFlow ops in the SavedModel and TFLite files). The TFLite files
+a plain model of its flavour (tf_keras or Keras 3); an `ActivationSparsity`
+layer, when present, stays (it is plain TensorFlow ops in the SavedModel and
+TFLite files). A Keras 3 model's SavedModel is what
+`model.export(path, format="tf_saved_model")` writes. The TFLite files
 are converted with `tf.lite.Optimize.EXPERIMENTAL_SPARSITY`, which stores
 sparse weights as their non-zero values plus indices; each is then read back
 from the interpreter and every sparse kernel's pattern is counted there.
@@ -13,14 +15,12 @@ import logging
 import os
 from typing import Any, Dict
 
-import tensorflow as tf
-
-from vai_optimizer_tf.export import keras_format, saved_model, signature, tflite
+from vai_optimizer_tf.export import keras_format, saved_model, tflite
 from vai_optimizer_tf.graph import adapters
+from vai_optimizer_tf.sparsity import block_mask_base as block_mask
 from vai_optimizer_tf.sparsity import sparse_targets
-from vai_optimizer_tf.sparsity import tf_keras_block_mask as block_mask
 from vai_optimizer_tf.sparsity import tflite_pattern_check
-from vai_optimizer_tf.sparsity.tf_keras_activation_sparsity import ActivationSparsity
+from vai_optimizer_tf.sparsity.activation_sparsity_base import ActivationSparsityBase
 from vai_optimizer_tf.utils import atomic
 
 logger = logging.getLogger("vai_optimizer_tf")
@@ -104,26 +104,11 @@ def sparse_kernels(model):
     first = found[0][3]
     graph = adapters.adapter_for(model).graph
     a_sparsity = next((n.config["sparsity"] for n in graph.nodes
-                       if issubclass(n.layer_class, ActivationSparsity)), 0.0)
+                       if issubclass(n.layer_class, ActivationSparsityBase)), 0.0)
     targets, _ = sparse_targets.plan_targets(graph, first.block_size, a_sparsity)
     kernels = [(t.layer, t.weight, values[(t.layer, t.weight)], t.axis, t.out_axis)
                for t in targets if (t.layer, t.weight) in masks]
     return kernels, first.target
-
-
-def _convert(model, quantization, sparse, representative_data, input_signature):
-    specs = signature.input_specs(model, None, input_signature)
-    concrete = signature.serving_function(model, specs).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
-    if quantization == "int8":
-        optimizations.insert(0, tf.lite.Optimize.DEFAULT)
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = tflite.representative_dataset(representative_data)
-    converter.optimizations = optimizations
-    return converter.convert()
 
 
 def export_sparse_model(model, output_dir, representative_data=None, input_signature=None,
@@ -131,8 +116,10 @@ def export_sparse_model(model, output_dir, representative_data=None, input_signa
     """Writes a sparse model as plain Keras, SavedModel and sparse-encoded TFLite files.
 
     Into `output_dir`: `model.keras` (masks removed: it loads with plain
-    tf_keras unless the model has activation sparsity, whose layer needs
-    `import vai_optimizer_tf`), `saved_model/` (TF Serving, plain TF ops),
+    tf_keras, or plain Keras 3 for a Keras 3 model, unless the model has
+    activation sparsity, whose layer needs `import vai_optimizer_tf`),
+    `saved_model/` (TF Serving, plain TF ops; for a Keras 3 model written as
+    `model.export(..., format="tf_saved_model")` writes it),
     `model_float.tflite` and, with `representative_data`, `model_int8.tflite`
     (full-integer), both converted with `tf.lite.Optimize.EXPERIMENTAL_SPARSITY`.
     Every file is written atomically. Each TFLite file is read back from the
@@ -177,8 +164,10 @@ def export_sparse_model(model, output_dir, representative_data=None, input_signa
                                    print_fn=None)
     files = {}
     for quantization in quantizations:
-        content = _convert(plain, quantization, True, representative_data, input_signature)
-        dense = _convert(plain, quantization, False, representative_data, input_signature)
+        content, dense = (tflite.convert_to_tflite(plain, quantization, representative_data,
+                                                   input_signature=input_signature,
+                                                   sparse_weights=sparse)
+                          for sparse in (True, False))
         atomic.write_bytes_atomic(tflite_paths[quantization], content)
         check = tflite_pattern_check.check_pattern(content, kernels, pattern)
         files[quantization] = SparseTFLite(tflite_paths[quantization], quantization,

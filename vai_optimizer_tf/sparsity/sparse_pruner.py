@@ -10,12 +10,12 @@ zero through `fit` with any optimizer. With activation sparsity, a small
 import logging
 
 from vai_optimizer_tf.graph import adapters
+from vai_optimizer_tf.sparsity import block_mask_base as block_mask
 from vai_optimizer_tf.sparsity import block_pattern
+from vai_optimizer_tf.sparsity import flavour_classes
 from vai_optimizer_tf.sparsity import sparse_export
 from vai_optimizer_tf.sparsity import sparse_targets
-from vai_optimizer_tf.sparsity import tf_keras_block_mask as block_mask
-from vai_optimizer_tf.graph import tf_keras_insertion
-from vai_optimizer_tf.sparsity.tf_keras_activation_sparsity import ActivationSparsity
+from vai_optimizer_tf.sparsity.activation_sparsity_base import ActivationSparsityBase
 
 logger = logging.getLogger("vai_optimizer_tf")
 
@@ -38,8 +38,8 @@ class SparsePruner:
     model. The model passed in is never modified.
 
     Args:
-      model: A tf_keras Sequential or Functional model (nested models and
-        shared layers included).
+      model: A tf_keras or Keras 3 Sequential or Functional model (nested
+        models and shared layers included).
       input_signature: Optional `tf.TensorSpec` (or list, one per input) for
         models whose input shape has undefined dimensions. Defaults to the
         model's own input shapes.
@@ -75,7 +75,7 @@ class SparsePruner:
         self.input_signature = input_signature
         self._adapter = adapters.adapter_for(model, input_signature)
         self.graph = self._adapter.graph
-        if any(issubclass(n.layer_class, ActivationSparsity) for n in self.graph.nodes) \
+        if any(issubclass(n.layer_class, ActivationSparsityBase) for n in self.graph.nodes) \
                 or block_mask.find_block_masks(self._adapter.model):
             raise ValueError(
                 f"Model {model.name!r} is already N:M sparse (it carries BlockSparseMask "
@@ -129,8 +129,9 @@ class SparsePruner:
             the largest magnitudes of every block.
 
         Returns:
-          A new tf_keras model (uncompiled) with the user's layer names and
-          configs, each sparse kernel constrained by a `BlockSparseMask`.
+          A new model of the input's flavour (uncompiled) with the user's
+          layer names and configs, each sparse kernel constrained by a
+          `BlockSparseMask` of that flavour.
 
         Raises:
           ValueError: for a bad `w_sparsity`/`block_size`/`a_sparsity`
@@ -145,22 +146,24 @@ class SparsePruner:
         pattern = block_pattern.BlockPattern.from_sparsity(w_sparsity, block_size)
         zeros = 0 if gradual else pattern.zeros
         weights = self._adapter.all_weights()
+        mask_class = flavour_classes.block_mask_class(self._adapter.flavour)
         configs, keeps = {}, {}
         for target in targets:
             value = weights[target.layer][target.index]
             keep = block_pattern.kept_mask(
                 value, target.axis, block_pattern.BlockPattern(block_size, zeros))
-            keeps[(target.layer, target.weight)] = keep
+            keeps[(target.layer, target.index)] = keep
             weights[target.layer] = list(weights[target.layer])
             weights[target.layer][target.index] = value * keep
             configs[target.layer] = block_mask.with_block_mask(
-                configs.get(target.layer, self._layer_config(target.layer)), target.weight,
-                target.shape, target.axis, block_size, w_sparsity, zeros)
+                mask_class, configs.get(target.layer, self._layer_config(target.layer)),
+                target.weight, target.shape, target.axis, block_size, w_sparsity, zeros)
         model = self._adapter.rebuild(layer_configs=configs, layer_weights=weights)
         if a_sparsity > 0:
             model = self._with_activation_sparsity(model, targets, block_size, a_sparsity)
-        for path, name, _, mask in block_mask.find_block_masks(model):
-            mask.set_mask(keeps[(path, name)])
+        for path, index, _, mask in self._adapter.constrained_weights(
+                model, block_mask.BlockSparseMaskBase):
+            mask.set_mask(keeps[(path, index)])
         logger.info("SparsePruner: %d weights at %s, %d left dense", len(targets),
                     pattern, len(exclusions))
         return model
@@ -171,18 +174,15 @@ class SparsePruner:
     def _with_activation_sparsity(self, model, targets, block_size, a_sparsity):
         dtypes = {t.layer: self.graph.nodes_of_layer(t.layer)[0].config.get("dtype")
                   for t in targets}
+        layer_class = flavour_classes.activation_sparsity_class(self._adapter.flavour)
 
         def layer_for(path):
             if path not in dtypes:
                 return None
             kwargs = {"dtype": dtypes[path]} if dtypes[path] is not None else {}
-            return ActivationSparsity(block_size, a_sparsity, **kwargs)
+            return layer_class(block_size, a_sparsity, **kwargs)
 
-        objects = dict(self._adapter.custom_objects(), ActivationSparsity=ActivationSparsity)
-        new, _ = tf_keras_insertion.insert_before(model, layer_for, ACTIVATION_SUFFIX, objects)
-        self._adapter.assign_weights(new, {path: self._adapter.layer_values(model, path)
-                                           for path in self._adapter.all_weights()})
-        return new
+        return self._adapter.insert_before(model, layer_for, ACTIVATION_SUFFIX)[0]
 
     def _raise_no_target(self, block_size, a_sparsity, exclusions):
         listed = "; ".join(e.describe() for e in exclusions[:8]) or "the model has no kernels"

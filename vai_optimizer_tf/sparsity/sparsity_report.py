@@ -7,9 +7,9 @@ import numpy as np
 
 from vai_optimizer_tf.graph import adapters
 from vai_optimizer_tf.sparsity import block_pattern
+from vai_optimizer_tf.sparsity import block_mask_base as block_mask
 from vai_optimizer_tf.sparsity import sparse_targets
-from vai_optimizer_tf.sparsity import tf_keras_block_mask as block_mask
-from vai_optimizer_tf.sparsity.tf_keras_activation_sparsity import ActivationSparsity
+from vai_optimizer_tf.sparsity.activation_sparsity_base import ActivationSparsityBase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _input_sparsity(graph, path):
     """The `sparsity` of the ActivationSparsity layer feeding `path`, or 0."""
     node = graph.nodes_of_layer(path)[0]
     producer = graph.producer(node.inputs[0]) if node.inputs else None
-    if producer is not None and issubclass(producer.layer_class, ActivationSparsity):
+    if producer is not None and issubclass(producer.layer_class, ActivationSparsityBase):
         return float(producer.config["sparsity"])
     return 0.0
 
