@@ -30,14 +30,15 @@ def small_resnet(seed=0, name="small_resnet", width=8, blocks=2, keras=tf_keras)
     return model_utils.randomize_batch_norm(model, seed)
 
 
-def small_mobilenet(seed=0, name="small_mobilenet", dw_kernel=5):
+def small_mobilenet(seed=0, name="small_mobilenet", dw_kernel=5, keras=tf_keras):
     """A MobileNetV2-style net: stem, two inverted residual blocks (one strided), a head.
 
     Groups: the residual group `stem` (stem, b0_project), the expansions
     `b0_expand` and `b1_expand` (carried by depthwise convs), and
     `b1_project`, which only 1x1 convolutions touch (block 1 changes width, so
     it has no residual). Depthwise convs (2) outnumber regular ones with
-    kernels larger than 1 (the stem), as in MobileNets.
+    kernels larger than 1 (the stem), as in MobileNets. `keras` is the
+    flavour's module, as for `small_resnet`.
     """
     keras.utils.set_random_seed(seed)
     L = keras.layers
@@ -59,8 +60,11 @@ def small_mobilenet(seed=0, name="small_mobilenet", dw_kernel=5):
     return model_utils.randomize_batch_norm(model, seed)
 
 
-def plain_convnet(seed=0, name="plain_convnet"):
-    """conv1 -> conv2 (5x5) -> GAP -> Dense, with biases and no BatchNormalization."""
+def plain_convnet(seed=0, name="plain_convnet", keras=tf_keras):
+    """conv1 -> conv2 (5x5) -> GAP -> Dense, with biases and no BatchNormalization.
+
+    `keras` is the flavour's module, as for `small_resnet`.
+    """
     keras.utils.set_random_seed(seed)
     L = keras.layers
     x = inputs = keras.Input((8, 8, 3))
