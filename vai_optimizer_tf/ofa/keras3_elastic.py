@@ -59,9 +59,17 @@ def _elastic_conv(base):
         __doc__ = (f"A `{base.__name__}` whose input channels and kernel size are elastic "
                    "(see `vai_optimizer_tf.ofa.elastic_mixin`).")
 
-        def convolution_op(self, inputs, kernel):
-            kernel = self.elastic_kernel(kernel, in_axis=-2, spatial_rank=self.rank)
-            return super().convolution_op(inputs, kernel)
+        # Not `convolution_op`: Keras 3's Conv1D does not call it.
+        def call(self, inputs):
+            padding = self.padding
+            if padding == "causal":
+                inputs = ops.pad(inputs, self._compute_causal_padding())
+                padding = "valid"
+            outputs = ops.conv(
+                inputs, self.elastic_kernel(self.kernel, in_axis=-2, spatial_rank=self.rank),
+                strides=list(self.strides), padding=padding, dilation_rate=self.dilation_rate,
+                data_format=self.data_format)
+            return self._finish(outputs)
 
     ElasticConv.__name__ = ElasticConv.__qualname__ = f"Elastic{base.__name__}"
     return _register(ElasticConv)

@@ -57,6 +57,12 @@ class OFASupernet(SupernetMixin, keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self._init_ofa()
 
+    @staticmethod
+    def _io_structure(model):
+        # The structures the model was built with (a single tensor, a list, a
+        # dict), so the supernet takes its inputs as the model does.
+        return model._inputs_struct, model._outputs_struct
+
     def save(self, filepath, overwrite=True, zipped=None, **kwargs):
         """Saves the supernet; the `.keras` format keeps the distillation teacher too.
 

@@ -58,9 +58,15 @@ class SupernetMixin:
           settings: See `configure`.
           teacher: See `configure`. Defaults to None.
         """
-        supernet = cls(inputs=model.inputs, outputs=model.outputs, name=model.name)
+        inputs, outputs = cls._io_structure(model)
+        supernet = cls(inputs=inputs, outputs=outputs, name=model.name)
         supernet.configure(settings, teacher)
         return supernet
+
+    @staticmethod
+    def _io_structure(model):
+        """`(inputs, outputs)` of a Functional model, as its constructor took them."""
+        return model.inputs, model.outputs
 
     # Settings -----------------------------------------------------------------------------
 
