@@ -15,17 +15,15 @@ class ElasticLayerSet:
 
     Args:
       keras: The flavour's Keras module (`tf_keras`, or Keras 3's `keras`).
-      elastic_classes: Exact layer class -> its elastic subclass. Subclasses
-        of these (a user's Conv2D with its own `call`) are not listed: their
+      elastic_classes: The elastic classes, each `ElasticMixin` followed by
+        the exact Keras layer class it replaces. Subclasses of those (a
+        user's Conv2D with its own `call`) get no elastic class: their
         computation is unknown.
-      masked_weights: Layer class -> the weight whose input axis its elastic
-        class masks (DepthwiseConv2D only carries channels, so it has none).
     """
 
-    def __init__(self, keras, elastic_classes, masked_weights):
+    def __init__(self, keras, elastic_classes):
         self.keras = keras
-        self.elastic_classes = dict(elastic_classes)
-        self.masked_weights = dict(masked_weights)
+        self.elastic_classes = {cls.__bases__[-1]: cls for cls in elastic_classes}
         self.static_classes = {elastic.__name__: base
                                for base, elastic in self.elastic_classes.items()}
 
@@ -35,7 +33,8 @@ class ElasticLayerSet:
 
     def masked_weight(self, layer_class):
         """The weight whose input channels the elastic version of `layer_class` masks, or None."""
-        return self.masked_weights.get(layer_class)
+        elastic = self.elastic_classes.get(layer_class)
+        return elastic.masked_weight_name if elastic is not None else None
 
     def _leaf_layers(self, model):
         """Every layer of `model` that is no model, nested models opened, each once."""
@@ -67,11 +66,3 @@ class ElasticLayerSet:
             if isinstance(layer, self.keras.layers.BatchNormalization):
                 out.extend([layer.moving_mean, layer.moving_variance])
         return out
-
-    def custom_objects(self):
-        """Name -> class of every elastic layer (plain and registered names)."""
-        objects = {}
-        for cls in self.elastic_classes.values():
-            objects[cls.__name__] = cls
-            objects[self.keras.saving.get_registered_name(cls)] = cls
-        return objects

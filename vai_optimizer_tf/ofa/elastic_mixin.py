@@ -66,11 +66,24 @@ class ElasticMixin:
       layers and its allowed kernel sizes (the largest is the layer's own),
       or None.
 
-    A subclass calls `_init_elastic(ofa_elastic)` after its base's
-    `__init__`, `_build_elastic()` after its base's `build`, masks its
-    kernels with `elastic_kernel` in `call`, and adds the entry to its config
-    with `_with_elastic_config`.
+    An elastic class lists the mixin before the Keras layer it extends
+    (`class ElasticDense(ElasticMixin, keras.layers.Dense)`), masks its
+    kernels with `elastic_kernel` in `call`, and sets `masked_weight_name`
+    to the weight whose input channels it masks (None: it masks none).
     """
+
+    masked_weight_name = "kernel"
+
+    def __init__(self, *args, ofa_elastic=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_elastic(ofa_elastic)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_elastic()
+
+    def get_config(self):
+        return self._with_elastic_config(super().get_config())
 
     def _init_elastic(self, ofa_elastic):
         spec = dict(ofa_elastic or {})

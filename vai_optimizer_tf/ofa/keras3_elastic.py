@@ -19,18 +19,7 @@ def _register(cls):
 
 
 class _ElasticLayer(ElasticMixin):
-    """`__init__`, `build`, `get_config` and the bias and activation of every elastic layer."""
-
-    def __init__(self, *args, ofa_elastic=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_elastic(ofa_elastic)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_elastic()
-
-    def get_config(self):
-        return self._with_elastic_config(super().get_config())
+    """Saving, and the bias and activation, of every elastic Keras 3 layer."""
 
     # Keras 3's Conv and Dense save only their kernel and bias (for their
     # quantized modes); elastic layers save and load every variable, in order.
@@ -92,6 +81,8 @@ class ElasticDense(_ElasticLayer, keras.layers.Dense):
 class ElasticDepthwiseConv2D(_ElasticLayer, keras.layers.DepthwiseConv2D):
     """A Keras 3 `DepthwiseConv2D` whose kernel size is elastic (its channels follow its input's)."""
 
+    masked_weight_name = None
+
     def call(self, inputs):
         outputs = ops.depthwise_conv(
             inputs, self.elastic_kernel(self.kernel, spatial_rank=2), strides=self.strides,
@@ -103,6 +94,8 @@ class ElasticDepthwiseConv2D(_ElasticLayer, keras.layers.DepthwiseConv2D):
 class ElasticSeparableConv2D(_ElasticLayer, keras.layers.SeparableConv2D):
     """A Keras 3 `SeparableConv2D` whose input channels (pointwise) and kernel size are elastic."""
 
+    masked_weight_name = "pointwise_kernel"
+
     def call(self, inputs):
         outputs = ops.separable_conv(
             inputs, self.elastic_kernel(self.depthwise_kernel, spatial_rank=2),
@@ -111,18 +104,5 @@ class ElasticSeparableConv2D(_ElasticLayer, keras.layers.SeparableConv2D):
         return self._finish(outputs)
 
 
-LAYERS = ElasticLayerSet(
-    keras,
-    elastic_classes={
-        keras.layers.Conv1D: ElasticConv1D,
-        keras.layers.Conv2D: ElasticConv2D,
-        keras.layers.Conv3D: ElasticConv3D,
-        keras.layers.Dense: ElasticDense,
-        keras.layers.DepthwiseConv2D: ElasticDepthwiseConv2D,
-        keras.layers.SeparableConv2D: ElasticSeparableConv2D,
-    },
-    masked_weights={
-        keras.layers.Conv1D: "kernel", keras.layers.Conv2D: "kernel",
-        keras.layers.Conv3D: "kernel", keras.layers.Dense: "kernel",
-        keras.layers.SeparableConv2D: "pointwise_kernel",
-    })
+LAYERS = ElasticLayerSet(keras, [ElasticConv1D, ElasticConv2D, ElasticConv3D, ElasticDense,
+                                 ElasticDepthwiseConv2D, ElasticSeparableConv2D])

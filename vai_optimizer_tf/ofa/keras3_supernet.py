@@ -25,12 +25,10 @@ from vai_optimizer_tf.ofa.supernet_mixin import SupernetMixin
 class OFASupernet(SupernetMixin, keras.Model):
     """An elastic-width (and elastic-kernel) Keras 3 supernet, built by `OFAPruner.ofa_model`.
 
-    Train it like any Keras model: `compile`, then `fit` with your data and
-    callbacks. Each training step follows the sandwich rule (largest,
-    smallest and `num_random_subnets` random subnets, gradients summed), with
-    distillation from the original model and in-place distillation from the
-    largest subnet. The reported `loss` is the compiled loss averaged over
-    the subnets of each step; metrics are the largest subnet's.
+    What `OFAPruner.ofa_model` returns for a Keras 3 model; it behaves as
+    the tf_keras `vot.OFASupernet` does (`compile`, `fit` with the sandwich
+    rule and distillation, `set_config`, `space`), and `.keras` files keep
+    its teacher. `vot.Keras3OFASupernet` names this class.
 
     Example:
 
@@ -39,15 +37,15 @@ class OFASupernet(SupernetMixin, keras.Model):
     import numpy as np
     import vai_optimizer_tf as vot
 
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(4)(x))
-
+    model = keras.Sequential([keras.Input((8, 8, 3)),
+                              keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
     supernet = vot.OFAPruner(model, workspace="ws").ofa_model(channel_divisible=4)
     supernet.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     supernet.fit(np.random.rand(32, 8, 8, 3), np.random.randint(0, 4, 32), verbose=0)
-    supernet.set_config(supernet.space.smallest())      # evaluate/predict this subnet
+    supernet.save("supernet.keras")                     # keeps the teacher too
+    reloaded = keras.models.load_model("supernet.keras")
+    reloaded.set_config(reloaded.space.smallest())      # evaluate/predict this subnet
     ```
     """
 
@@ -61,7 +59,8 @@ class OFASupernet(SupernetMixin, keras.Model):
     def _io_structure(model):
         # The structures the model was built with (a single tensor, a list, a
         # dict), so the supernet takes its inputs as the model does.
-        return model._inputs_struct, model._outputs_struct
+        function = model._functional if isinstance(model, keras.Sequential) else model
+        return function._inputs_struct, function._outputs_struct
 
     def save(self, filepath, overwrite=True, zipped=None, **kwargs):
         """Saves the supernet; the `.keras` format keeps the distillation teacher too.

@@ -17,25 +17,10 @@ def _register(cls):
     return tf_keras.saving.register_keras_serializable(package="vai_optimizer_tf")(cls)
 
 
-class _ElasticLayer(ElasticMixin):
-    """`__init__`, `build` and `get_config` of every elastic tf_keras layer."""
-
-    def __init__(self, *args, ofa_elastic=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_elastic(ofa_elastic)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_elastic()
-
-    def get_config(self):
-        return self._with_elastic_config(super().get_config())
-
-
 def _elastic_conv(base):
     """The elastic subclass of a tf_keras `Conv1D`/`Conv2D`/`Conv3D`."""
 
-    class ElasticConv(_ElasticLayer, base):
+    class ElasticConv(ElasticMixin, base):
         __doc__ = (f"A `{base.__name__}` whose input channels and kernel size are elastic "
                    "(see `vai_optimizer_tf.ofa.elastic_mixin`).")
 
@@ -53,7 +38,7 @@ ElasticConv3D = _elastic_conv(tf_keras.layers.Conv3D)
 
 
 @_register
-class ElasticDense(_ElasticLayer, tf_keras.layers.Dense):
+class ElasticDense(ElasticMixin, tf_keras.layers.Dense):
     """A `Dense` whose input channels are elastic."""
 
     def call(self, inputs):
@@ -74,8 +59,10 @@ class ElasticDense(_ElasticLayer, tf_keras.layers.Dense):
 
 
 @_register
-class ElasticDepthwiseConv2D(_ElasticLayer, tf_keras.layers.DepthwiseConv2D):
+class ElasticDepthwiseConv2D(ElasticMixin, tf_keras.layers.DepthwiseConv2D):
     """A `DepthwiseConv2D` whose kernel size is elastic (its channels follow its input's)."""
+
+    masked_weight_name = None
 
     def call(self, inputs):
         kernel = self.elastic_kernel(self.depthwise_kernel, spatial_rank=2)
@@ -90,8 +77,10 @@ class ElasticDepthwiseConv2D(_ElasticLayer, tf_keras.layers.DepthwiseConv2D):
 
 
 @_register
-class ElasticSeparableConv2D(_ElasticLayer, tf_keras.layers.SeparableConv2D):
+class ElasticSeparableConv2D(ElasticMixin, tf_keras.layers.SeparableConv2D):
     """A `SeparableConv2D` whose input channels (pointwise) and kernel size are elastic."""
+
+    masked_weight_name = "pointwise_kernel"
 
     def call(self, inputs):
         depthwise = self.elastic_kernel(self.depthwise_kernel, spatial_rank=2)
@@ -106,18 +95,5 @@ class ElasticSeparableConv2D(_ElasticLayer, tf_keras.layers.SeparableConv2D):
         return outputs
 
 
-LAYERS = ElasticLayerSet(
-    tf_keras,
-    elastic_classes={
-        tf_keras.layers.Conv1D: ElasticConv1D,
-        tf_keras.layers.Conv2D: ElasticConv2D,
-        tf_keras.layers.Conv3D: ElasticConv3D,
-        tf_keras.layers.Dense: ElasticDense,
-        tf_keras.layers.DepthwiseConv2D: ElasticDepthwiseConv2D,
-        tf_keras.layers.SeparableConv2D: ElasticSeparableConv2D,
-    },
-    masked_weights={
-        tf_keras.layers.Conv1D: "kernel", tf_keras.layers.Conv2D: "kernel",
-        tf_keras.layers.Conv3D: "kernel", tf_keras.layers.Dense: "kernel",
-        tf_keras.layers.SeparableConv2D: "pointwise_kernel",
-    })
+LAYERS = ElasticLayerSet(tf_keras, [ElasticConv1D, ElasticConv2D, ElasticConv3D, ElasticDense,
+                                    ElasticDepthwiseConv2D, ElasticSeparableConv2D])
