@@ -37,8 +37,7 @@ def small_mobilenet(seed=0, name="small_mobilenet", dw_kernel=5, keras=tf_keras)
     `b0_expand` and `b1_expand` (carried by depthwise convs), and
     `b1_project`, which only 1x1 convolutions touch (block 1 changes width, so
     it has no residual). Depthwise convs (2) outnumber regular ones with
-    kernels larger than 1 (the stem), as in MobileNets. `keras` is the
-    flavour's module, as for `small_resnet`.
+    kernels larger than 1 (the stem), as in MobileNets.
     """
     keras.utils.set_random_seed(seed)
     L = keras.layers
@@ -61,10 +60,7 @@ def small_mobilenet(seed=0, name="small_mobilenet", dw_kernel=5, keras=tf_keras)
 
 
 def plain_convnet(seed=0, name="plain_convnet", keras=tf_keras):
-    """conv1 -> conv2 (5x5) -> GAP -> Dense, with biases and no BatchNormalization.
-
-    `keras` is the flavour's module, as for `small_resnet`.
-    """
+    """conv1 -> conv2 (5x5) -> GAP -> Dense, with biases and no BatchNormalization."""
     keras.utils.set_random_seed(seed)
     L = keras.layers
     x = inputs = keras.Input((8, 8, 3))

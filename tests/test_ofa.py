@@ -18,6 +18,7 @@ import vai_optimizer_tf as vot
 from tests.flavours import FLAVOURS, flavour_name
 from tests.profiler_flops import profiler_flops
 from tests.small_models import plain_convnet, small_mobilenet
+from zoo_models import zoo_model  # as test_zoo.py imports it, so the model is built once
 from vai_optimizer_tf.ofa import ofa_flavours
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -196,6 +197,19 @@ class TestStaticSubnets:
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         assert relative_difference(np.load(tmp_path / "y.npy"), static(X)) <= TOLERANCE
 
+    def test_a_static_subnet_exports_to_tflite(self, built, tmp_path):
+        pruner, supernet = built
+        static = pruner.get_static_subnet(random_configs(supernet.space, 1, seed=4)[0])
+        path = str(tmp_path / "subnet.tflite")
+        vot.export.export_tflite(static, path, print_fn=None)
+        interpreter = tf.lite.Interpreter(model_path=path)
+        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], X.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], X)
+        interpreter.invoke()
+        lite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        assert relative_difference(lite, static(X)) <= TOLERANCE
+
 
 def _sequential_flatten_dense(keras):
     L = keras.layers
@@ -256,6 +270,21 @@ def test_static_subnets_of_other_layer_kinds_equal_the_supernet(keras, build, tm
         supernet.set_config(config)
         static = pruner.get_static_subnet(config)
         assert relative_difference(static(x), supernet(x)) <= TOLERANCE
+
+
+def test_an_applications_model(keras, tmp_path):
+    """MobileNetV2 of the flavour's `applications` (the zoo's, shared with test_zoo.py)."""
+    model = zoo_model(flavour_name(keras), "MobileNetV2")
+    x = np.random.RandomState(0).rand(2, 64, 64, 3).astype("float32")
+    pruner = vot.OFAPruner(model, workspace=str(tmp_path))
+    supernet = pruner.ofa_model(expand_ratios=(0.5, 1.0), kernel_sizes=(1,), channel_divisible=8)
+    assert isinstance(supernet, supernet_class(keras))
+    assert relative_difference(supernet(x), model(x)) <= TOLERANCE
+    config = random_configs(supernet.space, 1, seed=1)[0]
+    supernet.set_config(config)
+    static = pruner.get_static_subnet(config)
+    assert relative_difference(static(x), supernet(x)) <= TOLERANCE
+    assert vot.stat(static).flops < vot.stat(model).flops
 
 
 class TestTraining:
