@@ -80,7 +80,11 @@ class OFASupernet(SupernetMixin, keras.Model):
             loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                       training=True)
         else:
-            loss = self._compile_loss(y, y_pred, sample_weight)
+            # Only the first pass adds the model's own losses (regularization),
+            # as tf_keras's does: they would count once per subnet otherwise.
+            loss = (self._compile_loss(y, y_pred, sample_weight)
+                    if self._compile_loss is not None else None)
+            loss = tf.zeros((), tf.float32) if loss is None else loss
         loss = tf.cast(loss, tf.float32)
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
         self._loss_tracker.update_state(loss_module.unscale_loss_for_distribution(loss),
