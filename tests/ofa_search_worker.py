@@ -1,8 +1,9 @@
 """A once-for-all search process for the concurrency test.
 
-Usage: python ofa_search_worker.py WORKSPACE CALL_LOG OUT_JSON --barrier=PATH
+Usage: python ofa_search_worker.py FLAVOUR WORKSPACE CALL_LOG OUT_JSON --barrier=PATH
 
-Builds the same supernet in every process (fixed seeds), waits for PATH to
+Builds the same supernet of the Keras FLAVOUR (tf_keras or keras3) in every
+process (fixed seeds), waits for PATH to
 exist, runs `OFAPruner.search` on the shared workspace, appends one line per
 eval_fn call to CALL_LOG and writes the result (target -> config, score) to
 OUT_JSON.
@@ -18,10 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests import test_ofa_search as spec  # noqa: E402
+from tests.flavours import FLAVOURS  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("flavour", choices=sorted(FLAVOURS))
     parser.add_argument("workspace")
     parser.add_argument("call_log")
     parser.add_argument("out")
@@ -34,7 +37,7 @@ def main():
         time.sleep(0.05)
         return spec.output_mean(m)
 
-    pruner, _ = spec.build(args.workspace)
+    pruner, _ = spec.build(args.workspace, FLAVOURS[args.flavour])
     with open(f"{args.barrier}.ready-{os.getpid()}", "w"):
         pass
     while not os.path.exists(args.barrier):

@@ -42,7 +42,8 @@ def test_every_public_symbol_has_a_docstring():
 
 
 @pytest.mark.parametrize("name", ["IterativePruningRunner", "stat", "register_layer",
-                                  "PruningSpec", "OFAPruner", "OFASupernet", "SubnetConfig"])
+                                  "PruningSpec", "OFAPruner", "OFASupernet", "Keras3OFASupernet",
+                                  "SubnetConfig"])
 def test_docstring_examples_run(name, tmp_path, monkeypatch):
     import numpy as np
     import tensorflow as tf

@@ -1,6 +1,8 @@
 """Specification of the once-for-all supernet (`OFAPruner.ofa_model`, `OFASupernet`).
 
-The search has its own file, `test_ofa_search.py`.
+Every test runs on a tf_keras model and on a Keras 3 model (the module's
+`keras` fixture): the supernet, its training and its static subnets are of
+the model's flavour. The search has its own file, `test_ofa_search.py`.
 """
 
 import json
@@ -11,12 +13,13 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
 
 import vai_optimizer_tf as vot
+from tests.flavours import FLAVOURS, flavour_name
 from tests.profiler_flops import profiler_flops
 from tests.small_models import plain_convnet, small_mobilenet
-from vai_optimizer_tf.ofa import tf_keras_elastic as elastic
+from zoo_models import zoo_model  # as test_zoo.py imports it, so the model is built once
+from vai_optimizer_tf.ofa import ofa_flavours
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATIOS = (0.25, 0.5, 0.75, 1.0)
@@ -29,9 +32,20 @@ def relative_difference(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
 
 
+@pytest.fixture(scope="module", params=list(FLAVOURS))
+def keras(request):
+    """The Keras flavour of the module's fixtures: tf_keras, then Keras 3."""
+    return FLAVOURS[request.param]
+
+
+def supernet_class(keras):
+    """The flavour's `OFASupernet` class."""
+    return ofa_flavours.supernet_class(flavour_name(keras))
+
+
 @pytest.fixture(scope="module")
-def model():
-    return small_mobilenet()
+def model(keras):
+    return small_mobilenet(keras=keras)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +101,8 @@ class TestReorder:
                 -1, group.width).sum(axis=0) for p in producers)
             assert np.all(np.diff(l1) <= 1e-6), group.name
 
-    def test_the_users_model_is_not_modified(self, tmp_path):
-        model = small_mobilenet()
+    def test_the_users_model_is_not_modified(self, keras, tmp_path):
+        model = small_mobilenet(keras=keras)
         before = [w.copy() for w in model.get_weights()]
         config = model.get_config()
         pruner = vot.OFAPruner(model, workspace=str(tmp_path))
@@ -101,16 +115,19 @@ class TestReorder:
 @pytest.mark.parametrize("layer_class", ["conv", "depthwise"])
 @pytest.mark.parametrize("stride,size,kernel", [(1, 9, 1), (1, 9, 3), (2, 9, 3), (2, 10, 3),
                                                 (3, 11, 3), (1, 8, 5)])
-def test_a_centre_kernel_computes_a_static_conv_of_that_size(layer_class, stride, size, kernel):
+def test_a_centre_kernel_computes_a_static_conv_of_that_size(keras, layer_class, stride, size,
+                                                              kernel):
     rs = np.random.RandomState(0)
     x = rs.rand(2, size, size, 6).astype("float32")
     spec = {"kernel_index": 0, "kernel_sizes": sorted({kernel, 5})}
+    elastic = supernet_class(keras).LAYERS.elastic_class
     if layer_class == "conv":
-        layer = elastic.ElasticConv2D(4, 5, strides=stride, padding="same", ofa_elastic=spec)
+        layer = elastic(keras.layers.Conv2D)(4, 5, strides=stride, padding="same",
+                                             ofa_elastic=spec)
         static = keras.layers.Conv2D(4, kernel, strides=stride, padding="same")
     else:
-        layer = elastic.ElasticDepthwiseConv2D(5, strides=stride, padding="same",
-                                               ofa_elastic=spec)
+        layer = elastic(keras.layers.DepthwiseConv2D)(5, strides=stride, padding="same",
+                                                      ofa_elastic=spec)
         static = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same")
     layer(x)
     layer.set_weights([rs.normal(size=w.shape).astype("float32") if w.dtype == np.float32
@@ -136,7 +153,7 @@ class TestStaticSubnets:
         finally:
             supernet.set_config(space.largest())
 
-    def test_static_subnets_are_plain_slim_models(self, built):
+    def test_static_subnets_are_plain_slim_models(self, keras, built):
         pruner, supernet = built
         config = random_configs(supernet.space, 1, seed=3)[0]
         static = pruner.get_static_subnet(config)
@@ -166,21 +183,35 @@ class TestStaticSubnets:
         assert smallest.get_layer("b0_dw").kernel_size == (3, 3)
         assert vot.stat(smallest).flops < vot.stat(largest).flops
 
-    def test_a_static_subnet_saves_and_reloads_in_a_fresh_process(self, built, tmp_path):
+    def test_a_static_subnet_saves_and_reloads_in_a_fresh_process(self, keras, built,
+                                                                  tmp_path):
         pruner, supernet = built
         static = pruner.get_static_subnet(supernet.space.smallest())
         path = str(tmp_path / "subnet.keras")
         static.save(path)
         np.save(tmp_path / "x.npy", X)
-        code = ("import numpy as np, tf_keras as k; m = k.models.load_model(%r); "
-                "np.save(%r, m(np.load(%r)).numpy())" % (path, str(tmp_path / "y.npy"),
-                                                          str(tmp_path / "x.npy")))
+        code = ("import numpy as np, %s as k; m = k.models.load_model(%r); "
+                "np.save(%r, np.asarray(m(np.load(%r))))" % (
+                    keras.__name__, path, str(tmp_path / "y.npy"), str(tmp_path / "x.npy")))
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         assert relative_difference(np.load(tmp_path / "y.npy"), static(X)) <= TOLERANCE
 
+    def test_a_static_subnet_exports_to_tflite(self, built, tmp_path):
+        pruner, supernet = built
+        static = pruner.get_static_subnet(random_configs(supernet.space, 1, seed=4)[0])
+        path = str(tmp_path / "subnet.tflite")
+        vot.export.export_tflite(static, path, print_fn=None)
+        interpreter = tf.lite.Interpreter(model_path=path)
+        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], X.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], X)
+        interpreter.invoke()
+        lite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        assert relative_difference(lite, static(X)) <= TOLERANCE
 
-def _sequential_flatten_dense():
+
+def _sequential_flatten_dense(keras):
     L = keras.layers
     return keras.Sequential([keras.Input((10, 10, 3)), L.Conv2D(8, 3, padding="same",
                                                                 activation="relu"),
@@ -188,7 +219,7 @@ def _sequential_flatten_dense():
                              L.Dense(6, activation="relu"), L.Dense(3)], name="sequential")
 
 
-def _separable():
+def _separable(keras):
     L = keras.layers
     inputs = keras.Input((10, 10, 3))
     y = L.SeparableConv2D(8, 5, padding="same", activation="relu", depth_multiplier=2)(inputs)
@@ -196,15 +227,15 @@ def _separable():
     return keras.Model(inputs, L.Dense(3)(L.GlobalAveragePooling2D()(y)), name="separable")
 
 
-def _conv1d():
+def _conv1d(keras):
     L = keras.layers
     inputs = keras.Input((10, 3))
     y = L.Conv1D(8, 5, padding="same", activation="relu")(inputs)
-    y = L.Conv1D(8, 3, padding="same")(y)
+    y = L.Conv1D(8, 3, padding="causal")(y)
     return keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling1D()(y)), name="conv1d")
 
 
-def _concat():
+def _concat(keras):
     L = keras.layers
     inputs = keras.Input((10, 10, 3))
     a = L.Conv2D(6, 3, padding="same", activation="relu", name="left")(inputs)
@@ -213,7 +244,7 @@ def _concat():
     return keras.Model(inputs, L.Dense(3)(L.GlobalAveragePooling2D()(y)), name="concat")
 
 
-def _nested():
+def _nested(keras):
     L = keras.layers
     inner_inputs = keras.Input((10, 10, 8))
     inner = keras.Model(inner_inputs, L.Conv2D(8, 3, padding="same", activation="relu",
@@ -226,9 +257,9 @@ def _nested():
 @pytest.mark.parametrize("build", [_sequential_flatten_dense, _separable, _conv1d, _concat,
                                    _nested],
                          ids=lambda f: f.__name__.strip("_"))
-def test_static_subnets_of_other_layer_kinds_equal_the_supernet(build, tmp_path):
+def test_static_subnets_of_other_layer_kinds_equal_the_supernet(keras, build, tmp_path):
     keras.utils.set_random_seed(0)
-    model = build()
+    model = build(keras)
     x = np.random.RandomState(0).rand(*((4,) + tuple(model.input_shape[1:]))).astype("float32")
     pruner = vot.OFAPruner(model, workspace=str(tmp_path))
     supernet = pruner.ofa_model(expand_ratios=(0.5, 1.0), kernel_sizes=(1, 3),
@@ -241,10 +272,26 @@ def test_static_subnets_of_other_layer_kinds_equal_the_supernet(build, tmp_path)
         assert relative_difference(static(x), supernet(x)) <= TOLERANCE
 
 
+def test_an_applications_model(keras, tmp_path):
+    """MobileNetV2 of the flavour's `applications` (the zoo's, shared with test_zoo.py)."""
+    model = zoo_model(flavour_name(keras), "MobileNetV2")
+    x = np.random.RandomState(0).rand(2, 64, 64, 3).astype("float32")
+    pruner = vot.OFAPruner(model, workspace=str(tmp_path))
+    supernet = pruner.ofa_model(expand_ratios=(0.5, 1.0), kernel_sizes=(1,), channel_divisible=8)
+    assert isinstance(supernet, supernet_class(keras))
+    assert relative_difference(supernet(x), model(x)) <= TOLERANCE
+    config = random_configs(supernet.space, 1, seed=1)[0]
+    supernet.set_config(config)
+    static = pruner.get_static_subnet(config)
+    assert relative_difference(static(x), supernet(x)) <= TOLERANCE
+    assert vot.stat(static).flops < vot.stat(model).flops
+
+
 class TestTraining:
 
-    def test_a_step_applies_the_summed_gradients_of_the_largest_and_smallest(self, tmp_path):
-        model = plain_convnet()
+    def test_a_step_applies_the_summed_gradients_of_the_largest_and_smallest(self, keras,
+                                                                            tmp_path):
+        model = plain_convnet(keras=keras)
         pruner = vot.OFAPruner(model, workspace=str(tmp_path))
         supernet = pruner.ofa_model(expand_ratios=(0.5, 1.0), kernel_sizes=(3,),
                                     channel_divisible=1, num_random_subnets=0,
@@ -278,11 +325,11 @@ class TestTraining:
         for b, a, g in zip(before, supernet.trainable_weights, expected):
             np.testing.assert_allclose(a.numpy(), b - 0.1 * g, rtol=0, atol=1e-6)
 
-    def test_batch_norm_statistics_follow_the_largest_subnet(self, tmp_path):
-        model = small_mobilenet()
+    def test_batch_norm_statistics_follow_the_largest_subnet(self, keras, tmp_path):
+        model = small_mobilenet(keras=keras)
         supernet = vot.OFAPruner(model, workspace=str(tmp_path)).ofa_model(
             expand_ratios=RATIOS, channel_divisible=4, distillation_weight=0)
-        reference = small_mobilenet()   # the same weights, trained with a plain fit
+        reference = small_mobilenet(keras=keras)   # the same weights, trained with a plain fit
         for m in (supernet, reference):
             m.compile(keras.optimizers.SGD(0.0), keras.losses.MeanSquaredError())
             m.fit(X, np.zeros((8, 5), "float32"), batch_size=8, epochs=1, verbose=0)
@@ -293,7 +340,7 @@ class TestTraining:
                                         layer.get_weights()[2:]):
                     np.testing.assert_allclose(np.sort(ours), np.sort(theirs), rtol=1e-5)
 
-    def test_fit_with_callbacks_and_distillation(self, model, tmp_path):
+    def test_fit_with_callbacks_and_distillation(self, keras, model, tmp_path):
         pruner = vot.OFAPruner(model, workspace=str(tmp_path))
         supernet = pruner.ofa_model(expand_ratios=RATIOS, kernel_sizes=(3,), channel_divisible=4)
         supernet.compile(keras.optimizers.Adam(1e-3),
@@ -308,10 +355,10 @@ class TestTraining:
         reloaded = keras.models.load_model(str(tmp_path / "ckpt.keras"))
         assert relative_difference(reloaded(X), supernet(X)) <= TOLERANCE
 
-    def test_mixed_precision(self, tmp_path):
+    def test_mixed_precision(self, keras, tmp_path):
         keras.mixed_precision.set_global_policy("mixed_float16")
         try:
-            model = small_mobilenet()
+            model = small_mobilenet(keras=keras)
             pruner = vot.OFAPruner(model, workspace=str(tmp_path))
             supernet = pruner.ofa_model(expand_ratios=RATIOS, kernel_sizes=(3,),
                                         channel_divisible=4)
@@ -333,16 +380,18 @@ class TestTraining:
         finally:
             keras.mixed_precision.set_global_policy("float32")
 
-    def test_mirrored_strategy_equals_one_device(self, tmp_path):
+    def test_mirrored_strategy_equals_one_device(self, keras, tmp_path):
         worker = os.path.join(REPO, "tests", "ofa_mirrored_worker.py")
         out = str(tmp_path / "mirrored.npz")
-        result = subprocess.run([sys.executable, worker, out], capture_output=True, cwd=REPO,
+        flavour = flavour_name(keras)
+        result = subprocess.run([sys.executable, worker, flavour, out], capture_output=True,
+                                cwd=REPO,
                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         assert result.returncode == 0, result.stderr.decode()[-3000:]
         info = json.loads(result.stdout.decode().strip().splitlines()[-1])
         assert info["replicas"] == 2
         from tests.ofa_mirrored_worker import train
-        single = train(None)
+        single = train(None, flavour)
         mirrored = np.load(out)
         assert len(mirrored.files) == len(single)
         for i, value in enumerate(single):
@@ -351,12 +400,12 @@ class TestTraining:
 
 class TestSaveLoad:
 
-    def test_the_supernet_survives_save_and_load(self, built, tmp_path):
+    def test_the_supernet_survives_save_and_load(self, keras, built, tmp_path):
         pruner, supernet = built
         path = str(tmp_path / "supernet.keras")
         supernet.save(path)
         loaded = keras.models.load_model(path)
-        assert isinstance(loaded, vot.OFASupernet)
+        assert isinstance(loaded, supernet_class(keras))
         assert loaded.space.get_config() == supernet.space.get_config()
         assert loaded.settings == supernet.settings
         assert relative_difference(loaded.teacher(X), supernet.teacher(X)) <= TOLERANCE
@@ -370,7 +419,8 @@ class TestSaveLoad:
         finally:
             supernet.set_config(supernet.space.largest())
 
-    def test_a_reloaded_supernet_keeps_its_active_configuration_and_trains(self, built, tmp_path):
+    def test_a_reloaded_supernet_keeps_its_active_configuration_and_trains(self, keras, built,
+                                                                          tmp_path):
         _, supernet = built
         config = supernet.space.smallest()
         supernet.set_config(config)
@@ -381,10 +431,10 @@ class TestSaveLoad:
         finally:
             supernet.set_config(supernet.space.largest())
         np.save(tmp_path / "x.npy", X)
-        code = ("import numpy as np, tf_keras as k, vai_optimizer_tf; "
-                "m = k.models.load_model(%r); np.save(%r, m(np.load(%r)).numpy()); "
+        code = ("import numpy as np, %s as k, vai_optimizer_tf; "
+                "m = k.models.load_model(%r); np.save(%r, np.asarray(m(np.load(%r)))); "
                 "m.compile('sgd', 'mse'); m.fit(np.load(%r), np.zeros((8, 5)), verbose=0)"
-                % (path, str(tmp_path / "y.npy"), str(tmp_path / "x.npy"),
+                % (keras.__name__, path, str(tmp_path / "y.npy"), str(tmp_path / "x.npy"),
                    str(tmp_path / "x.npy")))
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO,
                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -456,7 +506,7 @@ class TestErrors:
                                              r"is excluded by the user"):
             supernet.set_config({"kernel_sizes": {"b1_dw": 3}})
 
-    def test_nothing_elastic(self, tmp_path):
+    def test_nothing_elastic(self, keras, tmp_path):
         inputs = keras.Input((8, 8, 3))
         x = keras.layers.Conv2D(8, 1, name="conv")(inputs)
         model = keras.Model(inputs, keras.layers.Dense(2, name="head")(
@@ -465,10 +515,18 @@ class TestErrors:
                                              r"group 'conv': excluded by the user"):
             vot.OFAPruner(model, workspace=str(tmp_path)).ofa_model(excludes=["conv"])
 
-    def test_a_supernet_of_another_model_is_refused(self, built, tmp_path):
+    def test_a_supernet_of_another_model_is_refused(self, keras, built, tmp_path):
         _, supernet = built
-        other = vot.OFAPruner(plain_convnet(), workspace=str(tmp_path))
+        other = vot.OFAPruner(plain_convnet(keras=keras), workspace=str(tmp_path))
         with pytest.raises(ValueError, match="of another architecture"):
             other.get_static_subnet(supernet.space.largest(), supernet=supernet)
         with pytest.raises(ValueError, match=r"No supernet: call pruner.ofa_model\(\)"):
             other.get_static_subnet({})
+
+    def test_a_supernet_of_the_other_flavour_is_refused(self, keras, built, tmp_path):
+        _, supernet = built
+        other_flavour = next(k for k in FLAVOURS.values() if k is not keras)
+        other = vot.OFAPruner(small_mobilenet(keras=other_flavour), workspace=str(tmp_path))
+        with pytest.raises(ValueError, match=r"Invalid `supernet`: it is a .* model but "
+                                             r"'small_mobilenet' is a .* model"):
+            other.get_static_subnet(supernet.space.largest(), supernet=supernet)

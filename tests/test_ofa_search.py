@@ -1,4 +1,8 @@
-"""Specification of the once-for-all search (`OFAPruner.search`)."""
+"""Specification of the once-for-all search (`OFAPruner.search`).
+
+Every test runs on a tf_keras supernet and on a Keras 3 one (the module's
+`keras` fixture), each searched once and shared.
+"""
 
 import csv
 import glob
@@ -11,6 +15,7 @@ import numpy as np
 import pytest
 
 import vai_optimizer_tf as vot
+from tests.flavours import FLAVOURS, flavour_name
 from tests.process_utils import CountingEval, logged_calls, start_together
 from tests.small_models import small_mobilenet
 
@@ -26,8 +31,8 @@ def output_mean(model):
     return float(np.mean(np.asarray(model(X[:16], training=False))[:, 0]))
 
 
-def build(workspace):
-    pruner = vot.OFAPruner(small_mobilenet(), workspace=workspace)
+def build(workspace, keras):
+    pruner = vot.OFAPruner(small_mobilenet(keras=keras), workspace=workspace)
     supernet = pruner.ofa_model(expand_ratios=(0.25, 0.5, 0.75, 1.0), kernel_sizes=(3,),
                                 channel_divisible=4)
     return pruner, supernet
@@ -40,9 +45,15 @@ def run_search(pruner, eval_fn=output_mean, targets=TARGETS, **kwargs):
                          batch_size=16, tolerance=TOLERANCE, verbose=0, **kwargs)
 
 
+@pytest.fixture(scope="module", params=list(FLAVOURS))
+def keras(request):
+    """The Keras flavour of the module's fixtures: tf_keras, then Keras 3."""
+    return FLAVOURS[request.param]
+
+
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    pruner, supernet = build(str(tmp_path_factory.mktemp("ws")))
+def searched(keras, tmp_path_factory):
+    pruner, supernet = build(str(tmp_path_factory.mktemp("ws")), keras)
     counting = CountingEval(output_mean)
     return pruner, supernet, run_search(pruner, counting), counting
 
@@ -108,9 +119,9 @@ class TestCaching:
         assert run_search(pruner, counting) == front
         assert counting.calls == 0
 
-    def test_a_resumed_search_equals_an_uninterrupted_one(self, searched, tmp_path):
+    def test_a_resumed_search_equals_an_uninterrupted_one(self, keras, searched, tmp_path):
         _, _, front, uninterrupted = searched
-        pruner, _ = build(str(tmp_path))
+        pruner, _ = build(str(tmp_path), keras)
 
         def failing_after(count):
             calls = []
@@ -129,7 +140,10 @@ class TestCaching:
         assert run_search(pruner, counting) == front
         assert counting.calls == uninterrupted.calls - 7
 
-    def test_two_processes_share_one_search(self, searched, tmp_path):
+    def test_two_processes_share_one_search(self, keras, searched, tmp_path):
+        if flavour_name(keras) != "tf_keras":
+            pytest.skip("The claims and the store are shared by both flavours, whose scoring "
+                        "the other tests cover: two processes run once, on tf_keras.")
         _, _, front, uninterrupted = searched
         workspace, log = str(tmp_path / "ws"), str(tmp_path / "calls.log")
         outs = [str(tmp_path / f"out{i}.json") for i in range(2)]
@@ -137,7 +151,8 @@ class TestCaching:
 
         def start(out):
             return lambda barrier: subprocess.Popen(
-                [sys.executable, WORKER, workspace, log, out, f"--barrier={barrier}"],
+                [sys.executable, WORKER, flavour_name(keras), workspace, log, out,
+                 f"--barrier={barrier}"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         start_together(tmp_path, [start(out) for out in outs], 2)
         calls = logged_calls(log)

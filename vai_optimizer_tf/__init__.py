@@ -34,7 +34,8 @@ from vai_optimizer_tf.runners.one_step_runner import OneStepPruningRunner
 from vai_optimizer_tf.masks.channel_mask import ChannelMask
 # Registers the Keras 3 ChannelMask, so sparse Keras 3 files load after `import vai_optimizer_tf`.
 from vai_optimizer_tf.masks import keras3_channel_mask  # noqa: F401  isort: skip
-from vai_optimizer_tf.ofa import OFAPruner, OFASubnet, OFASupernet, SubnetConfig
+from vai_optimizer_tf.ofa import (Keras3OFASupernet, OFAPruner, OFASubnet, OFASupernet,
+                                  SubnetConfig)
 from vai_optimizer_tf.planning.importance import GroupWeights
 from vai_optimizer_tf.planning.spec import GroupSpec, PruningSpec
 from vai_optimizer_tf.search.adaptive_bn import adaptive_bn
@@ -46,7 +47,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "adaptive_bn", "callbacks", "AnalysisCacheError", "AnalysisError", "Axis", "ChannelGroup",
-    "ChannelMask", "GroupSpec", "GroupWeights", "IterativePruningRunner", "LayerSpec",
+    "ChannelMask", "GroupSpec", "GroupWeights", "IterativePruningRunner", "Keras3OFASupernet",
+    "LayerSpec",
     "LayerStats", "ModelStats", "OFAPruner", "OFASubnet", "OFASupernet", "OneStepPruningRunner",
     "PruningSpec", "Role", "SpecFormatError", "SpecMismatchError", "SparsePruner", "SparsityReport",
     "SubnetConfig", "UnsupportedModelError", "VaiOptimizerError", "register_layer", "sparsity",

@@ -453,8 +453,8 @@ class Keras3Adapter(ModelAdapter):
           call_rewrites: Node name -> `fn(call_kwargs) -> call_kwargs`,
             applied to the keyword arguments the config stores for that call.
           name: Optional new model name. Defaults to the source's name.
-          layer_classes: Layer path -> class name replacing the layer's class
-            (a class known to `custom_objects()`).
+          layer_classes: Layer path -> class replacing the layer's class: the
+            class itself, or the name of a class known to `custom_objects()`.
 
         Returns:
           A new Keras 3 model of the same kind, with the same layer names.
@@ -469,11 +469,13 @@ class Keras3Adapter(ModelAdapter):
         # The source's config, not the model read with `input_signature`:
         # the signature is only for counting, the input shapes stay the user's.
         config = copy.deepcopy(self.source_model.get_config())
-        self._rewrite(config, "", layer_configs, tensor_shapes, layer_classes or {})
+        layer_classes = layer_classes or {}
+        extra_objects = {c.__name__: c for c in layer_classes.values() if isinstance(c, type)}
+        self._rewrite(config, "", layer_configs, tensor_shapes, layer_classes)
         self._rewrite_calls(config, call_rewrites or {})
         if name:
             config["name"] = name
-        model = self._from_config(self.source_model, config)
+        model = self._from_config(self.source_model, config, extra_objects)
         self._set_rebuilt_weights(model, layer_weights)
         return model
 
@@ -487,7 +489,8 @@ class Keras3Adapter(ModelAdapter):
             # the shapes they were built for.
             entry.pop("build_config", None)
             if path in layer_classes:
-                cls = objects[layer_classes[path]]
+                cls = layer_classes[path]
+                cls = cls if isinstance(cls, type) else objects[cls]
                 entry.update(class_name=cls.__name__, module=cls.__module__,
                              registered_name=keras.saving.get_registered_name(cls))
             if _is_model_entry(entry):

@@ -433,6 +433,10 @@ class TfKerasAdapter(ModelAdapter):
         for entry in model_config["layers"]:
             name = entry["config"]["name"]
             path = prefix + name
+            # Layers are built when the rebuilt graph calls them, with the
+            # input shapes they get there (which pruning changes), not with
+            # the shapes their `build_config` records.
+            entry.pop("build_config", None)
             if path in layer_classes:
                 entry["class_name"] = layer_classes[path]
                 entry.pop("module", None)
@@ -443,8 +447,6 @@ class TfKerasAdapter(ModelAdapter):
                 self._rewrite_nested_inputs(entry, path, tensor_shapes)
             elif path in layer_configs:
                 entry["config"] = copy.deepcopy(layer_configs[path])
-                # Input shapes may change; the layer builds on its first call.
-                entry.pop("build_config", None)
             else:
                 # A model read from a sparse model is rebuilt without its masks
                 # unless the caller passes masked configs.

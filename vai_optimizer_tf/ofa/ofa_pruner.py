@@ -24,17 +24,17 @@ from tf_keras.utils import Progbar
 from vai_optimizer_tf.graph import adapters
 from vai_optimizer_tf.graph.registry import Role
 from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
-from vai_optimizer_tf.ofa import config_store, ofa_arguments, search_report
-from vai_optimizer_tf.ofa import tf_keras_elastic as elastic
-from vai_optimizer_tf.ofa import tf_keras_supernet
+from vai_optimizer_tf.ofa import config_store, ofa_arguments, ofa_flavours, search_report
 from vai_optimizer_tf.ofa.channel_reorder import importance_order, reordered_weights
 from vai_optimizer_tf.ofa.config_flops import ConfigFlops
 from vai_optimizer_tf.ofa.config_scorer import ClaimedScoring, ConfigScorer
 from vai_optimizer_tf.ofa.config_store import ConfigStore
+from vai_optimizer_tf.ofa.distillation import DISTILLATION_LOSSES
 from vai_optimizer_tf.ofa.evolutionary_search import EvolutionarySearch
 from vai_optimizer_tf.ofa.space_builder import SEARCH_SPACES, SpaceBuilder
 from vai_optimizer_tf.ofa.static_subnet import StaticSubnetBuilder, base_weights
 from vai_optimizer_tf.ofa.subnet_config import OFASubnet
+from vai_optimizer_tf.ofa.supernet_mixin import SupernetMixin
 from vai_optimizer_tf.planning import importance
 from vai_optimizer_tf.runners.base_runner import PruningRunner
 from vai_optimizer_tf.search.adaptive_bn import PreparedBatches, adaptive_bn, make_calibration
@@ -53,8 +53,8 @@ def _function_name(fn):
 class OFAPruner(PruningRunner):
     """Once-for-all: an elastic supernet trained once, then subnets at any FLOPs target.
 
-    `ofa_model` builds the supernet (a tf_keras model to `compile` and
-    `fit`), `search` finds the best subnet for each FLOPs target with an
+    `ofa_model` builds the supernet (a model of the same Keras flavour as
+    `model`, to `compile` and `fit`), `search` finds the best subnet for each FLOPs target with an
     evolutionary search scored by adaptive BN and `eval_fn`, and
     `get_static_subnet` returns a subnet as a plain slim model. The model
     passed in is never modified. Being a `PruningRunner`, it also has
@@ -62,8 +62,9 @@ class OFAPruner(PruningRunner):
     `stat`.
 
     Args:
-      model: A tf_keras Sequential or Functional model, trained (it is the
-        supernet's starting point and its distillation teacher).
+      model: A tf_keras or Keras 3 Sequential or Functional model, trained
+        (it is the supernet's starting point and its distillation teacher).
+        Keras 3 models run on the TensorFlow backend.
       input_signature: Optional `tf.TensorSpec` (or list) for models whose
         input shape is not fully defined; only used to count FLOPs.
         Defaults to the model's own input shapes.
@@ -104,6 +105,7 @@ class OFAPruner(PruningRunner):
         self._input_signature = input_signature
         self.supernet = None
         self._last_search = None
+        self._supernet_class = ofa_flavours.supernet_class(self._adapter.flavour)
 
     @property
     def search_folder(self):
@@ -175,7 +177,7 @@ class OFAPruner(PruningRunner):
         distillation_weight = ofa_arguments.check_weight("distillation_weight", distillation_weight)
         inplace_weight = ofa_arguments.check_weight("inplace_distillation_weight",
                                        inplace_distillation_weight)
-        choices = ("auto",) + tf_keras_supernet.DISTILLATION_LOSSES
+        choices = ("auto",) + DISTILLATION_LOSSES
         if distillation_loss not in choices:
             raise ValueError(f"Invalid `distillation_loss`: expected one of {choices}. "
                              f"Received: distillation_loss={distillation_loss!r}")
@@ -183,8 +185,9 @@ class OFAPruner(PruningRunner):
         excluded = self._resolve_excludes(excludes)
         deps = self._dependency_graph(excluded)
         check_flops_known(self._deps, "build a supernet searched by FLOPs")
-        space, specs, classes = SpaceBuilder(deps, elastic.elastic_class,
-                                             elastic.masked_weight, excluded).build(
+        layers = self._supernet_class.LAYERS
+        space, specs, classes = SpaceBuilder(deps, layers.elastic_class,
+                                             layers.masked_weight, excluded).build(
             ratios, sizes, channel_divisible, search_space)
         if not space.groups and not space.kernels:
             reasons = "\n".join(f"  group {name!r}: {why}" for name, why in space.fixed.items())
@@ -220,7 +223,7 @@ class OFAPruner(PruningRunner):
                       "channel_divisible": channel_divisible, "excludes": sorted(excluded),
                       "criterion": criterion_name, "search_space": search_space},
         }
-        self.supernet = tf_keras_supernet.supernet_from(rebuilt, settings, teacher)
+        self.supernet = self._supernet_class.from_rebuilt(rebuilt, settings, teacher)
         logger.info("Supernet of %r: %s", self.graph.name, space.describe())
         return self.supernet
 
@@ -244,9 +247,14 @@ class OFAPruner(PruningRunner):
                              "supernet (e.g. loaded with keras.models.load_model) as "
                              "`supernet=`.")
         settings = getattr(supernet, "settings", None)
-        if not isinstance(supernet, tf_keras_supernet.OFASupernet) or settings is None:
+        if not isinstance(supernet, SupernetMixin) or settings is None:
             raise ValueError("Invalid `supernet`: expected an OFASupernet built by "
                              f"OFAPruner.ofa_model(). Received: {type(supernet).__name__}")
+        if not isinstance(supernet, self._supernet_class):
+            raise ValueError(f"Invalid `supernet`: it is a {supernet.LAYERS.keras.__name__} "
+                             f"model but {self.graph.name!r} is a "
+                             f"{self._supernet_class.LAYERS.keras.__name__} model. Build the "
+                             "supernet from the model in the same Keras flavour.")
         if settings["source"]["graph_digest"] != self.model_digest:
             raise ValueError(f"Invalid `supernet`: it was built from model "
                              f"{settings['source']['model_name']!r} of another architecture "
@@ -358,7 +366,7 @@ class OFAPruner(PruningRunner):
         store = ConfigStore(self.search_folder, key)
         flops = ConfigFlops(self._deps, space)
         scoring = ClaimedScoring(store, flops, lambda: ConfigScorer(
-            adapter, space, elastic.set_active,
+            adapter, space, supernet.LAYERS.set_active,
             lambda model, calibrating: make_calibration(model, calibrating, calibration),
             eval_fn))
         evolution = EvolutionarySearch(space, flops, scoring, mode, population, generations,
@@ -399,7 +407,7 @@ class OFAPruner(PruningRunner):
 
     def get_static_subnet(self, subnet, supernet=None, calibration_data=None,
                           calibration_steps=50, batch_size=32):
-        """A configuration of the supernet as a plain slim tf_keras model.
+        """A configuration of the supernet as a plain slim model of the supernet's flavour.
 
         Its outputs equal the supernet's at that configuration (with the
         supernet's BatchNormalization statistics, or re-estimated ones when
@@ -418,7 +426,7 @@ class OFAPruner(PruningRunner):
           batch_size: Batch size of array calibration data. Defaults to `32`.
 
         Returns:
-          A new tf_keras model (uncompiled).
+          A new model of the same Keras flavour (uncompiled).
 
         Raises:
           ValueError: for a configuration outside the search space (a width
@@ -427,7 +435,7 @@ class OFAPruner(PruningRunner):
         supernet = self._supernet(supernet)
         adapter, deps = self._supernet_reader(supernet)
         builder = StaticSubnetBuilder(adapter, deps, supernet.space,
-                                      elastic.STATIC_CLASSES)
+                                      supernet.LAYERS.static_classes)
         model = builder.build(subnet)
         if calibration_data is not None:
             adaptive_bn(model, calibration_data, calibration_steps, batch_size)
