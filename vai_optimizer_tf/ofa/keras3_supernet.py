@@ -15,10 +15,19 @@ import os
 
 import keras
 import tensorflow as tf
-from keras.src.losses import loss as loss_module
 
 from vai_optimizer_tf.ofa import keras3_elastic
 from vai_optimizer_tf.ofa.supernet_mixin import SupernetMixin
+
+
+def _unscale_for_distribution(loss):
+    """The loss summed over replicas, as Keras 3's `fit` reports it.
+
+    Under a distribution strategy each replica's loss is divided by the
+    number of replicas (so gradients sum right); the logged value is not.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss * tf.cast(replicas, loss.dtype) if replicas > 1 else loss
 
 
 @keras.saving.register_keras_serializable(package="vai_optimizer_tf")
@@ -87,7 +96,7 @@ class OFASupernet(SupernetMixin, keras.Model):
             loss = tf.zeros((), tf.float32) if loss is None else loss
         loss = tf.cast(loss, tf.float32)
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
-        self._loss_tracker.update_state(loss_module.unscale_loss_for_distribution(loss),
+        self._loss_tracker.update_state(_unscale_for_distribution(loss),
                                         sample_weight=batch)
         return loss
 
