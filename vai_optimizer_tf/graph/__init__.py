@@ -8,8 +8,10 @@ Modules:
   (looked up through the MRO).
 * `layer_rules.py`, `op_rules.py`: flavour-neutral rules, which read only a
   `Node` (config dict, shapes, weights, call arguments).
+* `graph_reader.py`: `GraphReader`, the walk over a Keras model's graph both
+  flavours share, through small per-flavour hooks.
 * `adapter.py`: `ModelAdapter`, the contract every adapter implements (what
-  the rest of the library calls).
+  the rest of the library calls), with the rebuilding both flavours share.
 * `tf_keras_rules.py`: maps each tf_keras layer class to its rule, one
   registry entry per class.
 * `tf_keras_adapter.py`: reads tf_keras models into the IR and rebuilds them.
