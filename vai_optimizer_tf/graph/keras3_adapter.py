@@ -1,11 +1,12 @@
 """Adapter for Keras 3 models (`import keras`, and `tf.keras` from TF 2.16 on).
 
 With `keras3_rules.py` and `keras3_calibration.py`, this is the only module
-that touches Keras 3 internals. It reads a Sequential or Functional model,
-with nested models, shared layers and `keras.ops` calls, into the neutral
-`Graph` IR, reads layer weights by layer path, and rebuilds a model from
-rewritten layer configs with new weights. No Keras object leaves this module:
-the rest of the library sees `Graph`, plain dicts and numpy arrays.
+that touches Keras 3 internals. The reading of a Sequential or Functional
+model (nested models, shared layers and `keras.ops` calls included) into the
+neutral `Graph` IR and the rebuilding from rewritten layer configs are shared
+with tf_keras (`GraphReader`, `ModelAdapter`); this module gives their hooks.
+No Keras object leaves the adapter: the rest of the library sees `Graph`,
+plain dicts and numpy arrays.
 
 Keras 3 stores what tf_keras stores, under other names: a functional model's
 graph is `_nodes_by_depth` of its `Function` (a Sequential model keeps one in

@@ -1,11 +1,13 @@
 """Adapter for `tf_keras` (Keras 2) models.
 
-This is the only module that touches `tf_keras` internals. It reads a
-Sequential or Functional model, with nested models and shared layers, into
-the neutral `Graph` IR, reads layer weights by layer path, and rebuilds a model
-from rewritten layer configs with new weights. No `tf_keras` object leaves
-this module: the rest of the library sees `Graph`, plain dicts and numpy
-arrays.
+This is the only module that touches `tf_keras` internals. The reading of a
+Sequential or Functional model (nested models and shared layers included)
+into the neutral `Graph` IR and the rebuilding from rewritten layer configs
+are shared with Keras 3 (`GraphReader`, `ModelAdapter`); this module gives
+their hooks: where tf_keras keeps a model's graph, a node's call and a
+layer's class, and how it builds and compiles a model. No `tf_keras` object
+leaves the adapter: the rest of the library sees `Graph`, plain dicts and
+numpy arrays.
 """
 
 import tensorflow as tf
