@@ -8,13 +8,17 @@ Modules:
   (looked up through the MRO).
 * `layer_rules.py`, `op_rules.py`: flavour-neutral rules, which read only a
   `Node` (config dict, shapes, weights, call arguments).
+* `graph_reader.py`: `GraphReader`, the walk over a Keras model's graph both
+  flavours share, through small per-flavour hooks.
 * `adapter.py`: `ModelAdapter`, the contract every adapter implements (what
-  the rest of the library calls).
+  the rest of the library calls), with the rebuilding both flavours share.
 * `tf_keras_rules.py`: maps each tf_keras layer class to its rule, one
   registry entry per class.
 * `tf_keras_adapter.py`: reads tf_keras models into the IR and rebuilds them.
-* `tf_keras_calibration.py`: the BatchNormalization layer of calibration
-  copies (adaptive BN) and which noise layers to switch off.
+* `calibrating_batch_norm.py`: what the BatchNormalization layer of
+  calibration copies (adaptive BN) does, for both flavours.
+* `tf_keras_calibration.py`: that layer for tf_keras, and which noise layers
+  to switch off.
 * `keras3_rules.py`, `keras3_adapter.py`, `keras3_calibration.py`: the same
   three for Keras 3 models (`import keras`, `tf.keras` in TF 2.16+),
   `keras.ops` calls included.

@@ -5,10 +5,12 @@ An adapter reads a model of its flavour (tf_keras, Keras 3) into the neutral
 model from rewritten layer configs. Everything outside `graph/` talks to a
 model through these methods only, so it works unchanged on every flavour.
 
-The part of the contract that only needs the Keras layer API both flavours
-share (`get_weights`, `set_weights`, `get_layer`, `weights`, `get_config`) is
-implemented here; each flavour implements reading, rebuilding, compiling and
-its own mask and calibration classes.
+Both flavours store the same things under other names, so reading (the
+`GraphReader` base), rebuilding from a rewritten config, and the weight
+handling are written once; each flavour's adapter implements the small hooks
+that say where its Keras keeps each thing (how a node's call arguments are
+stored, how a model is built from a config, how a layer's class is named)
+and has its own mask and calibration classes.
 """
 
 import abc
@@ -18,15 +20,23 @@ import hashlib
 
 import numpy as np
 
+from vai_optimizer_tf.graph import graph_reader
+from vai_optimizer_tf.graph import layer_insertion
 
-class ModelAdapter(abc.ABC):
+
+class ModelAdapter(graph_reader.GraphReader):
     """Reads a model of one Keras flavour into a `Graph` and rebuilds it with changes.
 
-    Subclasses set, while reading the model: `source_model` (the model as
+    The constructor (see `GraphReader`) sets `source_model` (the model as
     given, never modified), `model` (the model read, a clone when an input
-    signature fixed undefined input dimensions), `graph`, `_layers` (layer
-    path -> layer object) and `_path_parts` (layer path -> the names leading
-    to the layer through nested models).
+    signature fixed undefined input dimensions) and `graph`.
+
+    Args:
+      model: A Sequential or Functional model of the adapter's flavour. It is
+        never modified.
+      input_signature: Optional input specs fixing undefined input
+        dimensions (see `GraphReader`). Defaults to the model's own input
+        shapes.
 
     Attributes:
       flavour: The Keras flavour read, `"tf_keras"` or `"keras3"`.
@@ -46,19 +56,33 @@ class ModelAdapter(abc.ABC):
         `model.outputs` order.
         """
 
-    # Reading -----------------------------------------------------------------
-
-    @abc.abstractmethod
-    def source_digest(self):
-        """`Graph.digest()` of the model as given, with its own input shapes."""
+    # Rebuilding --------------------------------------------------------------
 
     @abc.abstractmethod
     def custom_objects(self):
         """Name -> class for the layer classes a config of this model needs to deserialize."""
 
-    # Rebuilding --------------------------------------------------------------
+    @abc.abstractmethod
+    def _replace_class(self, entry, cls):
+        """Makes a layer entry of a model config deserialize as `cls`, in place.
+
+        `cls` is a class, or the name of a class known to `custom_objects()`.
+        """
+
+    @staticmethod
+    def _entry_config(config):
+        """A layer's config as the rebuilt model's config holds it. Defaults to `config`."""
+        return config
+
+    @staticmethod
+    @abc.abstractmethod
+    def _rewrite_call(inbound_node, fn):
+        """Applies `fn(call_kwargs) -> call_kwargs` to one serialized call of a layer, in place."""
 
     @abc.abstractmethod
+    def _rewrite_nested_inputs(self, entry, path, tensor_shapes):
+        """Sets the channel axis of a nested model entry's inputs from `tensor_shapes`, in place."""
+
     def rebuild(self, layer_configs=None, layer_weights=None, tensor_shapes=None,
                 call_rewrites=None, name=None, layer_classes=None):
         """Builds a new model from the source's config with changes.
@@ -70,28 +94,80 @@ class ModelAdapter(abc.ABC):
           tensor_shapes: Graph tensor id -> new shape, used to update the
             input shapes of nested models whose inputs shrink.
           call_rewrites: Node name -> `fn(call_kwargs) -> call_kwargs`,
-            applied to the keyword arguments the config stores for that call.
+            applied to the keyword arguments the config stores for that call
+            (e.g. the `shape` of a `tf.reshape`).
           name: Optional new model name. Defaults to the source's name.
-          layer_classes: Layer path -> class name replacing the layer's class
-            (a class known to `custom_objects()`).
+          layer_classes: Layer path -> class replacing the layer's class: the
+            class itself, or the name of a class known to `custom_objects()`.
 
         Returns:
           A new model of the same flavour and kind, with the same layer names.
+
+        Raises:
+          ValueError: if a call to rewrite has no arguments in the config
+            (a call inside a Sequential model).
         """
+        layer_configs = layer_configs or {}
+        layer_weights = layer_weights or {}
+        tensor_shapes = tensor_shapes or {}
+        # The source's config, not the model read with `input_signature`:
+        # the signature is only for counting, the input shapes stay the user's.
+        config = copy.deepcopy(self.source_model.get_config())
+        layer_classes = layer_classes or {}
+        extra_objects = {c.__name__: c for c in layer_classes.values() if isinstance(c, type)}
+        self._rewrite(config, "", layer_configs, tensor_shapes, layer_classes)
+        self._rewrite_calls(config, call_rewrites or {})
+        if name:
+            config["name"] = name
+        model = self._from_config(self.source_model, config, extra_objects)
+        self._set_rebuilt_weights(model, layer_weights)
+        return model
 
+    def _rewrite(self, model_config, prefix, layer_configs, tensor_shapes, layer_classes):
+        for entry in model_config["layers"]:
+            name = entry["config"]["name"]
+            path = prefix + name
+            # Layers are built when the rebuilt graph calls them, with the
+            # input shapes they get there (which pruning changes), not with
+            # the shapes they were built for.
+            entry.pop("build_config", None)
+            if path in layer_classes:
+                self._replace_class(entry, layer_classes[path])
+            if graph_reader.is_model_entry(entry):
+                self._rewrite(entry["config"], path + "/", layer_configs, tensor_shapes,
+                              layer_classes)
+                self._rewrite_nested_inputs(entry, path, tensor_shapes)
+            elif path in layer_configs:
+                entry["config"] = self._entry_config(copy.deepcopy(layer_configs[path]))
+            else:
+                # A model read from a sparse model is rebuilt without its masks
+                # unless the caller passes masked configs.
+                entry["config"] = self._entry_config(graph_reader.strip_layer_masks(
+                    entry["config"]))
+
+    def _rewrite_calls(self, model_config, call_rewrites):
+        for node_name, fn in call_rewrites.items():
+            path, index = self._config_calls[node_name]
+            entry = self._config_entry(model_config, self._path_parts[path])
+            inbound = entry.get("inbound_nodes") or []
+            if index is None or index >= len(inbound):
+                raise ValueError(f"Cannot rewrite the call arguments of {node_name!r}: the model "
+                                 "config does not list them. Exclude the layer feeding it.")
+            self._rewrite_call(inbound[index], fn)
+
+    @staticmethod
+    def _config_entry(model_config, parts):
+        """The config entry of the layer at `parts` (nested model names, then the layer)."""
+        entry = None
+        for part in parts:
+            layers = (entry["config"] if entry is not None else model_config)["layers"]
+            entry = next(e for e in layers if e["config"]["name"] == part)
+        return entry
+
+    @staticmethod
     @abc.abstractmethod
-    def _from_config(self, model, config, extra_objects=None):
-        """A model of `model`'s kind built from `config` (a config of this flavour).
-
-        Args:
-          model: The model whose kind (Sequential or Functional) to build.
-          config: The model config.
-          extra_objects: Name -> class, besides `custom_objects()`.
-        """
-
-    @abc.abstractmethod
-    def _insert_layers(self, config, layer_for, suffix):
-        """The flavour's `layer_insertion.insert_layers` (see `insert_before`)."""
+    def _reroute(node, new_name, index):
+        """The flavour's `reroute` for `layer_insertion.insert_layers` (see there)."""
 
     def insert_before(self, model, layer_for, suffix):
         """A copy of a model rebuilt by this adapter, with new layers in front of some layers.
@@ -114,15 +190,25 @@ class ModelAdapter(abc.ABC):
           ValueError: if a target is called on several tensors.
         """
         config = copy.deepcopy(model.get_config())
-        inserted, classes = self._insert_layers(config, layer_for, suffix)
+        inserted, classes = layer_insertion.insert_layers(
+            config, layer_for, suffix, self._keras.saving.serialize_keras_object, self._reroute)
         new = self._from_config(model, config, classes)
         self.assign_weights(new, {path: self.layer_values(model, path)
                                   for path in self.all_weights()})
         return new, inserted
 
+    @staticmethod
     @abc.abstractmethod
+    def _calibration_config(layer):
+        """`(class_name, config)` of `layer` in a calibration copy, or None to keep it as is."""
+
     def rebuild_for_calibration(self, layer_weights=None):
         """A copy for adaptive BN whose BatchNormalization layers sum batch statistics.
+
+        Every BatchNormalization becomes a `CalibratingBatchNormalization`
+        with momentum 0, and Dropout-like noise layers are switched off; in
+        inference the copy computes what the source computes. Channel masks
+        are dropped (the copy is not trained).
 
         Args:
           layer_weights: Layer path -> arrays to start from. Defaults to the
@@ -132,14 +218,26 @@ class ModelAdapter(abc.ABC):
           `(model, calibrating)`: the copy, and its calibrating layers by path
           (each with `reset_sums()`, `batches_seen()` and `set_average()`).
         """
+        return self._calibration_copy(self._calibration_config, layer_weights)
 
     @abc.abstractmethod
+    def _compile_args(self):
+        """The source model's `compile` arguments with a fresh optimizer, or None if uncompiled."""
+
     def compile_like_source(self, model):
-        """Compiles `model` like the source model, with a fresh optimizer.
+        """Compiles `model` with the source model's loss and metrics, if it had any.
+
+        The optimizer is a fresh copy of the source's, so the two models never
+        share optimizer state.
 
         Returns:
           Whether `model` was compiled (False when the source was not).
         """
+        args = self._compile_args()
+        if args is None:
+            return False
+        model.compile(**args)
+        return True
 
     def with_masks(self, layer_config, masks):
         """A copy of `layer_config` with this flavour's `ChannelMask` on the weights in `masks`.

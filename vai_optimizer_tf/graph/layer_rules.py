@@ -319,3 +319,85 @@ GLOBAL_AVERAGE_POOL = LayerSpec.passthrough(flops=formulas.global_average_pool)
 MERGE = LayerSpec(Role.MERGE, flops=formulas.merge)
 AVERAGE = MERGE.replace(flops=formulas.average)
 FLATTEN = LayerSpec(Role.FLATTEN, flops=formulas.zero)
+
+
+# Layers both flavours have -----------------------------------------------------
+
+# Public layer name -> rule, for the layers tf_keras and Keras 3 both export
+# under that name and count alike; each flavour's table adds its own classes.
+_SHARED_LAYER_RULES = {
+    # Normalization
+    "UnitNormalization": unit_norm,
+    "Normalization": normalization,
+    "Rescaling": rescaling,
+    # Activations
+    "Softmax": softmax,
+    "PReLU": prelu,
+    "LeakyReLU": ZERO_COST,
+    "ELU": ELU,
+    # Regularization (SpatialDropout* subclass Dropout)
+    "Dropout": ZERO_COST,
+    "Identity": ZERO_COST,
+    "GaussianNoise": ZERO_COST,
+    "GaussianDropout": ZERO_COST,
+    "AlphaDropout": ZERO_COST,
+    "ActivityRegularization": ZERO_COST,
+    # Pooling
+    "MaxPooling1D": POOL,
+    "MaxPooling2D": POOL,
+    "MaxPooling3D": POOL,
+    "AveragePooling1D": POOL,
+    "AveragePooling2D": POOL,
+    "AveragePooling3D": POOL,
+    "GlobalMaxPooling1D": ZERO_COST,
+    "GlobalMaxPooling2D": ZERO_COST,
+    "GlobalMaxPooling3D": ZERO_COST,
+    "GlobalAveragePooling1D": GLOBAL_AVERAGE_POOL,
+    "GlobalAveragePooling2D": GLOBAL_AVERAGE_POOL,
+    "GlobalAveragePooling3D": GLOBAL_AVERAGE_POOL,
+    # Shape
+    "RepeatVector": ZERO_COST,
+    "UpSampling1D": ZERO_COST,
+    "UpSampling2D": ZERO_COST,
+    "UpSampling3D": ZERO_COST,
+    "ZeroPadding1D": ZERO_COST,
+    "ZeroPadding2D": ZERO_COST,
+    "ZeroPadding3D": ZERO_COST,
+    "Cropping1D": ZERO_COST,
+    "Cropping2D": ZERO_COST,
+    "Cropping3D": ZERO_COST,
+    "Flatten": FLATTEN,
+    "Reshape": reshape,
+    "Permute": permute,
+    # Merging
+    "Add": MERGE,
+    "Subtract": MERGE,
+    "Multiply": MERGE,
+    "Maximum": MERGE,
+    "Minimum": MERGE,
+    "Average": AVERAGE,
+    "Concatenate": concatenate,
+}
+
+
+def shared_entries(layers):
+    """Layer class -> rule for the layers both Keras flavours have and count alike.
+
+    Args:
+      layers: A flavour's public layers module (`tf_keras.layers`, or
+        `keras.layers` for Keras 3).
+
+    Returns:
+      A dict from that module's classes to their rules, to merge into the
+      flavour's registry table.
+
+    Example:
+
+    ```python
+    import tf_keras
+
+    entries = shared_entries(tf_keras.layers)
+    assert entries[tf_keras.layers.Dropout] is ZERO_COST
+    ```
+    """
+    return {getattr(layers, name): rule for name, rule in _SHARED_LAYER_RULES.items()}

@@ -42,12 +42,7 @@ class ChannelMask(ChannelMaskBase, tf_keras.constraints.Constraint):
     ```
     """
 
-    @staticmethod
-    def _deserialize_constraint(config):
-        return tf_keras.constraints.get(config)
-
-    def serialize(self):
-        return tf_keras.saving.serialize_keras_object(self)
+    keras_module = tf_keras
 
 
 def _register():

@@ -18,13 +18,12 @@ REGISTERED_NAME = "vai_optimizer_tf>ChannelMask"
 class ChannelMaskBase:
     """Zeroes the pruned channel slices of a weight; mixed into a flavour's `Constraint`.
 
-    Args:
-      shape: The weight's shape.
-      axes: List of `[axis, kept]` pairs: a sliced axis and the kept indices
-        along it (all indices when nothing is pruned on that axis yet).
-      inner: Optional serialized constraint the layer had before, applied
-        first. Defaults to `None`.
+    Takes the arguments of the flavour's `ChannelMask` (see there). A
+    flavour's class sets `keras_module` (`tf_keras`, or Keras 3's `keras`),
+    which serializes it and its inner constraint.
     """
+
+    keras_module = None
 
     def __init__(self, shape, axes, inner=None):
         self.shape = tuple(int(d) for d in shape)
@@ -37,14 +36,13 @@ class ChannelMaskBase:
             vector[np.asarray(kept, dtype=np.int64)] = 1.0
             self.keep[axis] = tf.Variable(vector, trainable=False, name=f"channel_keep_{axis}")
 
-    @staticmethod
-    def _deserialize_constraint(config):
+    def _deserialize_constraint(self, config):
         """The flavour's constraint object of a serialized constraint."""
-        raise NotImplementedError
+        return self.keras_module.constraints.get(config)
 
     def serialize(self):
         """This mask as its flavour serializes it into a layer config."""
-        raise NotImplementedError
+        return self.keras_module.saving.serialize_keras_object(self)
 
     def __call__(self, w):
         if self.inner is not None:

@@ -38,9 +38,4 @@ class ChannelMask(ChannelMaskBase, keras.constraints.Constraint):
     ```
     """
 
-    @staticmethod
-    def _deserialize_constraint(config):
-        return keras.constraints.get(config)
-
-    def serialize(self):
-        return keras.saving.serialize_keras_object(self)
+    keras_module = keras
