@@ -161,7 +161,7 @@ def main():
     print(f"max |sparse - slim| output difference: {diff:.2e}")
     print(f"slim model saved to {slim_path}; specs in {workspace}/specs")
     print(f"total time {time.time() - start:.0f} s")
-    print(f"FLOPs ratio slim/baseline: {stats[2].flops / stats[0].flops:.3f}")
+    print(f"FLOPs ratio slim/baseline: {stats[3].flops / stats[0].flops:.3f}")
 
 
 if __name__ == "__main__":
