@@ -16,12 +16,12 @@ and has its own mask and calibration classes.
 import abc
 import copy
 import difflib
-import hashlib
 
 import numpy as np
 
 from vai_optimizer_tf.graph import graph_reader
 from vai_optimizer_tf.graph import layer_insertion
+from vai_optimizer_tf.utils import digests
 
 
 class ModelAdapter(graph_reader.GraphReader):
@@ -277,14 +277,7 @@ class ModelAdapter(graph_reader.GraphReader):
 
     def weights_digest(self):
         """A hex digest of all weight values, for cache keys."""
-        digest = hashlib.sha256()
-        for path, values in sorted(self.all_weights().items()):
-            digest.update(path.encode())
-            for value in values:
-                value = np.ascontiguousarray(value)
-                digest.update(str(value.shape).encode())
-                digest.update(value.tobytes())
-        return digest.hexdigest()[:16]
+        return digests.weights_digest(self.all_weights())
 
     def layer_config(self, layer_path):
         """A deep copy of the source layer's config."""
@@ -296,6 +289,17 @@ class ModelAdapter(graph_reader.GraphReader):
         for part in parts:
             layer = layer.get_layer(part)
         return layer
+
+    def resolve_layers(self, layers):
+        """Layer paths (a frozenset) of `None`, one layer, or an iterable of layers.
+
+        Each layer is given as `resolve_layer` takes it; `None` is no layer.
+        """
+        if layers is None:
+            return frozenset()
+        if isinstance(layers, str) or not hasattr(layers, "__iter__"):
+            layers = [layers]
+        return frozenset(self.resolve_layer(layer) for layer in layers)
 
     def resolve_layer(self, layer_or_name):
         """Layer path of a layer given as an object, a path, or a unique name.

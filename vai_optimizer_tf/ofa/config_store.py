@@ -12,8 +12,6 @@ run scores only configurations never scored. Files are written as
 
 import hashlib
 
-import numpy as np
-
 from vai_optimizer_tf.search.subnet_store import SubnetStore, number_fields_problem
 
 
@@ -71,13 +69,3 @@ class ConfigStore(SubnetStore):
         return records
 
 
-def weights_digest(weights):
-    """A hex digest of weight values (layer path -> arrays), for cache keys."""
-    digest = hashlib.sha256()
-    for path, values in sorted(weights.items()):
-        digest.update(path.encode())
-        for value in values:
-            value = np.ascontiguousarray(value)
-            digest.update(str(value.shape).encode())
-            digest.update(value.tobytes())
-    return digest.hexdigest()[:16]

@@ -24,7 +24,7 @@ from tf_keras.utils import Progbar
 from vai_optimizer_tf.graph import adapters
 from vai_optimizer_tf.graph.registry import Role
 from vai_optimizer_tf.groups.dependency_graph import DependencyGraph
-from vai_optimizer_tf.ofa import config_store, ofa_arguments, ofa_flavours, search_report
+from vai_optimizer_tf.ofa import ofa_arguments, ofa_flavours, search_report
 from vai_optimizer_tf.ofa.channel_reorder import importance_order, reordered_weights
 from vai_optimizer_tf.ofa.config_flops import ConfigFlops
 from vai_optimizer_tf.ofa.config_scorer import ClaimedScoring, ConfigScorer
@@ -37,6 +37,7 @@ from vai_optimizer_tf.ofa.subnet_config import OFASubnet
 from vai_optimizer_tf.ofa.supernet_mixin import SupernetMixin
 from vai_optimizer_tf.planning import importance
 from vai_optimizer_tf.runners.base_runner import PruningRunner
+from vai_optimizer_tf.utils import digests
 from vai_optimizer_tf.search.adaptive_bn import PreparedBatches, adaptive_bn, make_calibration
 from vai_optimizer_tf.search.calibration_data import batches_digest, calibration_batches
 from vai_optimizer_tf.stats import formulas
@@ -182,7 +183,7 @@ class OFAPruner(PruningRunner):
             raise ValueError(f"Invalid `distillation_loss`: expected one of {choices}. "
                              f"Received: distillation_loss={distillation_loss!r}")
         criterion_name, _ = importance.get_criterion(criterion)
-        excluded = self._resolve_excludes(excludes)
+        excluded = self._adapter.resolve_layers(excludes)
         deps = self._dependency_graph(excluded)
         check_flops_known(self._deps, "build a supernet searched by FLOPs")
         layers = self._supernet_class.LAYERS
@@ -358,7 +359,7 @@ class OFAPruner(PruningRunner):
                                                               calibration_steps, batch_size))
             data_key = batches_digest(calibration)
         key = {"graph_digest": adapter.graph.digest(),
-               "weights_digest": config_store.weights_digest(base_weights(adapter.graph,
+               "weights_digest": digests.weights_digest(base_weights(adapter.graph,
                                                               adapter.all_weights())),
                "space": space.get_config(), "mode": mode,
                "calibration": {"data": data_key, "steps": calibration_steps,

@@ -289,3 +289,14 @@ class BudgetAllocation:
         out = dict(kept)
         out[best[1]] = best[2]
         return out
+
+
+def penalties_from_curves(curves, groups):
+    """Group name -> `fn(widths) -> predicted drop` from sensitivity drop curves."""
+    out = {}
+    for g in groups:
+        curve = curves.get(g.name)
+        if curve is not None:
+            out[g.name] = (lambda steps, c=curve, w=g.width:
+                           np.array([c.drop_at(1.0 - s / w) for s in steps]))
+    return out

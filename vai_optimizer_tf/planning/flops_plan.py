@@ -12,9 +12,7 @@ to the target is kept, and a warning names the reduction reached.
 import dataclasses
 import warnings
 
-import numpy as np
-
-from vai_optimizer_tf.planning.budget_allocation import BudgetAllocation
+from vai_optimizer_tf.planning.budget_allocation import BudgetAllocation, penalties_from_curves
 from vai_optimizer_tf.planning.ratio_search import RatioSearch, unreachable_error
 
 # A plan within this many points of the target is on target; further away, the
@@ -39,16 +37,6 @@ class FlopsPlan:
     @property
     def on_target(self):
         return abs(self.reduction - self.target) <= TOLERANCE + 1e-9
-
-
-def _penalties(curves, groups):
-    out = {}
-    for g in groups:
-        curve = curves.get(g.name)
-        if curve is not None:
-            out[g.name] = (lambda steps, c=curve, w=g.width:
-                           np.array([c.drop_at(1.0 - s / w) for s in steps]))
-    return out
 
 
 def plan_flops_reduction(groups, flops, target, curves=None, channel_divisible=1, max_ratio=0.9,
@@ -105,7 +93,8 @@ def _least_loss_in_band(groups, flops, target, curves, channel_divisible, max_ra
     the tolerance-bisection plan of `RatioSearch` are candidates too. Plans
     reaching the target come first, then the rest of the band.
     """
-    allocation = BudgetAllocation(groups, flops, _penalties(curves, groups), channel_divisible,
+    penalties = penalties_from_curves(curves, groups)
+    allocation = BudgetAllocation(groups, flops, penalties, channel_divisible,
                                   max_ratio, upper_bounds)
     budget = (1.0 - target) * flops.baseline
     best = allocation.for_budget(budget)

@@ -57,17 +57,6 @@ class LatencyPlan:
         return abs(value / self.target - 1.0) <= TOLERANCE + 1e-9
 
 
-def penalties_from_curves(curves, groups):
-    """Group name -> `fn(widths) -> predicted drop` from sensitivity drop curves."""
-    out = {}
-    for g in groups:
-        curve = curves.get(g.name)
-        if curve is not None:
-            out[g.name] = (lambda steps, c=curve, w=g.width:
-                           np.array([c.drop_at(1.0 - s / w) for s in steps]))
-    return out
-
-
 def importance_penalties(deps, weights, groups, criterion="l1"):
     """Group name -> `fn(widths) -> share of the group's importance pruned`.
 

@@ -88,15 +88,8 @@ class PruningRunner:
             self._deps_by_excludes[excludes] = DependencyGraph(self.graph, excludes=excludes)
         return self._deps_by_excludes[excludes]
 
-    def _resolve_excludes(self, excludes):
-        if excludes is None:
-            return frozenset()
-        if isinstance(excludes, str) or not hasattr(excludes, "__iter__"):
-            excludes = [excludes]
-        return frozenset(self._adapter.resolve_layer(e) for e in excludes)
-
     def _deps_for(self, excludes):
-        return self._dependency_graph(self._resolve_excludes(excludes))
+        return self._dependency_graph(self._adapter.resolve_layers(excludes))
 
     def latest_spec_path(self):
         """Path of the spec `prune` saved last in this workspace, or None."""

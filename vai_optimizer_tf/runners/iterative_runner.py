@@ -12,7 +12,8 @@ from vai_optimizer_tf.planning import importance, spec_history
 from vai_optimizer_tf.planning.divisibility import (resolve_channel_divisible,
                                                     warn_if_groups_stay_whole)
 from vai_optimizer_tf.planning.flops_plan import plan_flops_reduction
-from vai_optimizer_tf.planning.latency_plan import importance_penalties, penalties_from_curves
+from vai_optimizer_tf.planning.budget_allocation import penalties_from_curves
+from vai_optimizer_tf.planning.latency_plan import importance_penalties
 from vai_optimizer_tf.planning.ratio_search import RatioSearch, drop_curves
 from vai_optimizer_tf.planning.spec import PruningSpec
 from vai_optimizer_tf.planning.spec_builder import build_spec

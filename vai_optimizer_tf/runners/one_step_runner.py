@@ -168,7 +168,7 @@ class OneStepPruningRunner(PruningRunner):
                              f"Received: mode={mode!r}")
         ratio_spread = validation.check_ratio("ratio_spread", ratio_spread, high_inclusive=True)
         criterion_name, _ = importance.get_criterion(criterion)
-        excluded = self._resolve_excludes(excludes)
+        excluded = self._adapter.resolve_layers(excludes)
         deps = self._dependency_graph(excluded)
         if ratio is not None:
             check_flops_known(deps, f"search subnets at a FLOPs reduction (ratio={ratio})")

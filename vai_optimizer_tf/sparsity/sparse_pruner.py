@@ -87,13 +87,6 @@ class SparsePruner:
                 "ChannelMask constraints, which N:M sparsity would drop). Pass its slim model: "
                 "runner.get_slim_model(spec, weights_from=sparse_model).")
 
-    def _resolve_excludes(self, excludes):
-        if excludes is None:
-            return frozenset()
-        if isinstance(excludes, str) or not hasattr(excludes, "__iter__"):
-            excludes = [excludes]
-        return frozenset(self._adapter.resolve_layer(e) for e in excludes)
-
     def plan(self, block_size=4, a_sparsity=0.0, excludes=None):
         """Which weights `sparse_model` would sparsify, and which it leaves dense.
 
@@ -107,7 +100,7 @@ class SparsePruner:
           `(targets, exclusions)`: lists of `SparseTarget` and `Exclusion`.
         """
         return sparse_targets.plan_targets(self.graph, block_size, a_sparsity,
-                                           self._resolve_excludes(excludes))
+                                           self._adapter.resolve_layers(excludes))
 
     def sparse_model(self, w_sparsity=0.5, block_size=4, a_sparsity=0.0, excludes=None,
                      gradual=False):
