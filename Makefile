@@ -25,7 +25,7 @@ demo: $(VENV)/.installed data
 	$(PY) examples/mnist_convnet.py
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --maxprocesses=4 tests
 
 clean:
 	rm -rf $(VENV) .vai

@@ -451,6 +451,33 @@ class TestErrors:
             make_callback(runner)
 
 
+class LogTypes(keras.callbacks.Callback):
+    """Records the type of the loss each batch hook receives (tensors, unless fit synced)."""
+
+    def __init__(self):
+        super().__init__()
+        self._supports_tf_logs = True
+        self.types = set()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.types.add(type(logs["loss"]))
+
+
+class TestTfKerasFit:
+
+    def test_callbacks_do_not_make_fit_sync_the_logs_every_batch(self, runner, data, tmp_path):
+        # tf_keras' fit converts the logs to numpy after each batch when a
+        # callback with batch hooks does not take tensors; that sync costs
+        # wall time on every step.
+        spy = LogTypes()
+        fit(unpruned_sparse_model(runner), data,
+            [vot.callbacks.GradualChannelPruning(runner, polynomial(), channel_divisible=1),
+             vot.callbacks.ChannelPruningSummaries(runner, str(tmp_path), update_freq=2),
+             vot.callbacks.SlimModelExport(runner, str(tmp_path / "slim.keras")), spy])
+
+        assert spy.types and all(issubclass(t, tf.Tensor) for t in spy.types), spy.types
+
+
 @pytest.fixture(scope="module")
 def keras3_runner(tmp_path_factory):
     """A runner of the Keras 3 build of `small_resnet`."""

@@ -42,6 +42,11 @@ class PruningCallback(tf_keras.callbacks.Callback, keras.callbacks.Callback):
     def __init__(self):
         tf_keras.callbacks.Callback.__init__(self)
         self.params = None
+        # The library's hooks never read `logs`. Saying so keeps tf_keras' `fit`
+        # from converting the logs to numpy after every batch, a sync that
+        # stops it overlapping steps (measured: 1.69x wall time of plain
+        # `fit` on ResNet-20 without this, see benchmarks/sparsity.py).
+        self._supports_tf_logs = True
 
     @property
     def model(self):
