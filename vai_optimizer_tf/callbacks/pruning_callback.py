@@ -43,9 +43,9 @@ class PruningCallback(tf_keras.callbacks.Callback, keras.callbacks.Callback):
         tf_keras.callbacks.Callback.__init__(self)
         self.params = None
         # The library's hooks never read `logs`. Saying so keeps tf_keras' `fit`
-        # from converting the logs to numpy after every batch, a sync that
-        # stops it overlapping steps (measured: 1.69x wall time of plain
-        # `fit` on ResNet-20 without this, see benchmarks/sparsity.py).
+        # from converting the logs to numpy after every batch (a device sync
+        # per step). benchmarks/sparsity.py times both settings; on the
+        # 2-core CPU the sync was not measurable.
         self._supports_tf_logs = True
 
     @property
