@@ -30,10 +30,8 @@ Run: python benchmarks/slim_speed.py [--resolution 224] [--rounds 9] [--divisibl
 
 import argparse
 import os
-import random
 import tempfile
 import time
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -43,6 +41,7 @@ import tf_keras as keras  # noqa: E402
 
 import vai_optimizer_tf as vot  # noqa: E402
 from vai_optimizer_tf import export  # noqa: E402
+from vai_optimizer_tf.planning import latency_timer  # noqa: E402
 
 MODELS = {
     "resnet": ("ResNet50", lambda r: keras.applications.ResNet50(
@@ -85,55 +84,6 @@ def tfmot_magnitude_pruned(model, sparsity=0.5):
     return stripped, zero
 
 
-class TfTimer:
-    """One compiled inference call of a model at a fixed batch size."""
-
-    def __init__(self, model, batch):
-        shape = (batch,) + tuple(model.input_shape[1:])
-        self.x = tf.constant(np.random.RandomState(0).rand(*shape).astype("float32"))
-        self.fn = tf.function(lambda x: model(x, training=False), jit_compile=False)
-        self.inner = 1
-
-    def once(self):
-        self.fn(self.x).numpy()
-
-
-class TfliteTimer:
-    """One `invoke()` of a float TFLite interpreter resized to a batch size."""
-
-    def __init__(self, content, batch, threads):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-            self.interpreter = tf.lite.Interpreter(model_content=content, num_threads=threads)
-        detail = self.interpreter.get_input_details()[0]
-        shape = [batch] + list(detail["shape"][1:])
-        self.interpreter.resize_tensor_input(detail["index"], shape)
-        self.interpreter.allocate_tensors()
-        self.interpreter.set_tensor(detail["index"],
-                                    np.random.RandomState(0).rand(*shape).astype("float32"))
-        self.inner = 1
-
-    def once(self):
-        self.interpreter.invoke()
-
-
-def calibrate(timer, minimum=0.05):
-    """Warms up, then sets how many calls one measurement averages (at least `minimum` s)."""
-    for _ in range(3):
-        timer.once()
-    start = time.perf_counter()
-    timer.once()
-    single = time.perf_counter() - start
-    timer.inner = max(1, int(round(minimum / max(single, 1e-6))))
-
-
-def measure(timer):
-    start = time.perf_counter()
-    for _ in range(timer.inner):
-        timer.once()
-    return (time.perf_counter() - start) / timer.inner
-
-
 def benchmark_family(key, args):
     title, build = MODELS[key]
     keras.utils.set_random_seed(0)
@@ -158,26 +108,17 @@ def benchmark_family(key, args):
     runtimes = [("tf", b) for b in args.batch_sizes]
     if not args.skip_tflite:
         runtimes += [("tflite", b) for b in args.batch_sizes]
-    timers = {}
+    keys, calls = [], []
     for label, model, _, _ in variants:
         content = export.convert_to_tflite(model) if not args.skip_tflite else None
         for runtime, batch in runtimes:
-            timer = (TfTimer(model, batch) if runtime == "tf"
-                     else TfliteTimer(content, batch, args.threads))
-            calibrate(timer)
-            timers[(label, runtime, batch)] = timer
-    rng = random.Random(0)
-    speedups = {k: [] for k in timers}
-    base_times = {k: [] for k in runtimes}
-    for _ in range(args.rounds):
-        order = list(timers)
-        rng.shuffle(order)
-        seconds = {k: measure(timers[k]) for k in order}
-        for label, runtime, batch in timers:
-            speedups[(label, runtime, batch)].append(
-                seconds[("baseline", runtime, batch)] / seconds[(label, runtime, batch)])
-        for runtime, batch in runtimes:
-            base_times[(runtime, batch)].append(seconds[("baseline", runtime, batch)])
+            keys.append((label, runtime, batch))
+            calls.append(latency_timer.TfCall(model, batch) if runtime == "tf" else
+                         latency_timer.TfliteCall(model, batch, args.threads, content=content))
+    # seconds[k, r]: variant/runtime k in round r; a speedup is taken within a round.
+    seconds = dict(zip(keys, latency_timer.time_rounds(calls, args.rounds, min_seconds=0.05)))
+    speedups = {k: seconds[("baseline",) + k[1:]] / seconds[k] for k in keys}
+    base_times = {r: seconds[("baseline",) + r] for r in runtimes}
 
     header = f"{'variant':<24}{'FLOPs red.':>11}{'FLOPs x':>9}"
     for runtime, batch in runtimes:

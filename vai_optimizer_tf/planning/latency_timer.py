@@ -77,12 +77,17 @@ class NullTfCall(TfCall):
 
 
 class TfliteCall:
-    """One `invoke()` of the float TFLite conversion of a model, at a fixed batch size."""
+    """One `invoke()` of the float TFLite conversion of a model, at a fixed batch size.
 
-    def __init__(self, model, batch_size, threads=None):
+    `content`, when given, is that conversion already made (one conversion
+    can serve several batch sizes).
+    """
+
+    def __init__(self, model, batch_size, threads=None, content=None):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         from vai_optimizer_tf.export.tflite import convert_to_tflite  # pylint: disable=import-outside-toplevel
-        content = convert_to_tflite(model)
+        if content is None:
+            content = convert_to_tflite(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
             self.interpreter = tf.lite.Interpreter(model_content=content,
@@ -128,29 +133,41 @@ def _measure(call):
     return (time.perf_counter() - start) / call.inner
 
 
-def time_calls(calls, repeats=5, min_seconds=0.002, seed=0):
-    """Median seconds per call of each of `calls`, timed in interleaved rounds.
+def time_rounds(calls, repeats=5, min_seconds=0.002, seed=0):
+    """Seconds per call of each of `calls` in each of `repeats` interleaved rounds.
+
+    Each round times every call once, in a shuffled order, so ratios taken
+    within a round compare calls under the same load.
 
     Args:
       calls: Objects with `once()` (see `make_call`).
-      repeats: Rounds; each times every call once. Defaults to `5`.
+      repeats: Rounds. Defaults to `5`.
       min_seconds: One timing repeats a call until it lasts this long.
         Defaults to `0.002`.
       seed: Seed of the shuffled order. Defaults to `0`.
 
     Returns:
-      A list of medians, in the order of `calls`.
+      A `(len(calls), repeats)` numpy array of seconds per call.
     """
     for call in calls:
         _calibrate(call, min_seconds)
-    samples = [[] for _ in calls]
+    samples = np.zeros((len(calls), repeats))
     order = list(range(len(calls)))
     rng = random.Random(seed)
-    for _ in range(repeats):
+    for round_ in range(repeats):
         rng.shuffle(order)
         for i in order:
-            samples[i].append(_measure(calls[i]))
-    return [float(np.median(s)) for s in samples]
+            samples[i, round_] = _measure(calls[i])
+    return samples
+
+
+def time_calls(calls, repeats=5, min_seconds=0.002, seed=0):
+    """Median seconds per call of each of `calls`, timed in interleaved rounds (`time_rounds`).
+
+    Returns:
+      A list of medians, in the order of `calls`.
+    """
+    return [float(m) for m in np.median(time_rounds(calls, repeats, min_seconds, seed), axis=1)]
 
 
 def time_ratio(base_call, call, repeats=9, min_seconds=0.05, seed=0):
