@@ -2,6 +2,7 @@
 
 import keras as keras3
 import numpy as np
+import tensorflow as tf
 import tf_keras
 
 _BATCH_NORMS = (tf_keras.layers.BatchNormalization, keras3.layers.BatchNormalization)
@@ -95,3 +96,19 @@ def prune_checked(model, sparsity=0.5, tolerance=1e-5, **spec_kwargs):
     slim = runner.get_slim_model(spec)
     assert max_relative_difference(sparse, slim, random_inputs(model)) < tolerance
     return runner, spec, sparse, slim
+
+
+def train_with_gradient_tape(model, optimizer, loss, data, batch=8, epochs=1):
+    """Trains `model` with a hand-written `tf.GradientTape` loop (no `fit`, no callbacks)."""
+
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            value = loss(y, model(x, training=True))
+        grads = tape.gradient(value, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    x, y = data
+    for _ in range(epochs):
+        for start in range(0, len(x), batch):
+            train_step(x[start:start + batch], y[start:start + batch])

@@ -18,11 +18,10 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 import vai_optimizer_tf as vot
-from tests import nm_utils
+from tests import model_utils, nm_utils
 from tests.flavours import FLAVOURS, flavour_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,18 +103,7 @@ class TestPatternHoldsThroughFit:
         sparse = pruner.sparse_model(0.5, 4)
         zeros, before = nm_utils.zero_positions(sparse), nm_utils.kernels(sparse)
         optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
-        loss = nm_utils.loss_fn(keras)
-
-        @tf.function
-        def train_step(x, y):
-            with tf.GradientTape() as tape:
-                value = loss(y, sparse(x, training=True))
-            grads = tape.gradient(value, sparse.trainable_variables)
-            optimizer.apply_gradients(zip(grads, sparse.trainable_variables))
-
-        x, y = data
-        for start in range(0, len(x), 8):
-            train_step(x[start:start + 8], y[start:start + 8])
+        model_utils.train_with_gradient_tape(sparse, optimizer, nm_utils.loss_fn(keras), data)
 
         assert optimizer.iterations.numpy() == 4
         nm_utils.assert_trained(sparse, before)

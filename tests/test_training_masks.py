@@ -219,24 +219,12 @@ class TestMasksHoldWithoutCallbacks:
         sparse = runner.get_sparse_model(spec)
         before = slices(sparse, spec, "kept")
         optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
-        loss = loss_fn(keras)
-
-        @tf.function
-        def train_step(x, y):
-            with tf.GradientTape() as tape:
-                value = loss(y, sparse(x, training=True))
-            grads = tape.gradient(value, sparse.trainable_variables)
-            optimizer.apply_gradients(zip(grads, sparse.trainable_variables))
-
-        x, y = data
-        for _ in range(2):
-            for start in range(0, len(x), 8):
-                train_step(x[start:start + 8], y[start:start + 8])
+        model_utils.train_with_gradient_tape(sparse, optimizer, loss_fn(keras), data, epochs=2)
 
         assert optimizer.iterations.numpy() == 8
         assert_trained(sparse, before, spec)
         assert_pruned_slices_zero(sparse, spec)
-        assert_slim_equals_sparse(runner, spec, sparse, x)
+        assert_slim_equals_sparse(runner, spec, sparse, data[0])
 
     def test_mixed_float16_policy(self, keras, runner, spec, data, tmp_path):
         keras.mixed_precision.set_global_policy("mixed_float16")
