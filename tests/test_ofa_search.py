@@ -141,9 +141,6 @@ class TestCaching:
         assert counting.calls == uninterrupted.calls - 7
 
     def test_two_processes_share_one_search(self, keras, searched, tmp_path):
-        if flavour_name(keras) != "tf_keras":
-            pytest.skip("The claims and the store are shared by both flavours, whose scoring "
-                        "the other tests cover: two processes run once, on tf_keras.")
         _, _, front, uninterrupted = searched
         workspace, log = str(tmp_path / "ws"), str(tmp_path / "calls.log")
         outs = [str(tmp_path / f"out{i}.json") for i in range(2)]
