@@ -53,6 +53,7 @@ import tf_keras as keras  # noqa: E402
 
 import vai_optimizer_tf as vot  # noqa: E402
 from vai_optimizer_tf import datasets  # noqa: E402
+from vai_optimizer_tf.planning import divisibility, latency_timer  # noqa: E402
 from vai_optimizer_tf.sparsity import block_pattern  # noqa: E402
 
 L = keras.layers
@@ -269,14 +270,6 @@ def run_fit_overhead(data, args):
     return ratios["ours"]
 
 
-def has_avx():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " avx " in f.read().replace("\n", " ")
-    except OSError:
-        return None
-
-
 def run_latency(args):
     keras.utils.set_random_seed(0)
     dense = mobilenet_1x1()
@@ -288,20 +281,11 @@ def run_latency(args):
         converter = tf.lite.TFLiteConverter.from_keras_model(plain)
         converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         sparse_lite = converter.convert()
-        interpreters = {"dense": tf.lite.Interpreter(model_content=dense_lite, num_threads=1),
-                        "4:16": tf.lite.Interpreter(model_content=sparse_lite, num_threads=1)}
-    x = np.random.RandomState(0).rand(1, 96, 96, 3).astype("float32")
-    for it in interpreters.values():
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        it.invoke()
-    times = {name: [] for name in interpreters}
-    for _ in range(args.latency_repeats):
-        for name, it in interpreters.items():
-            start = time.perf_counter()
-            for _ in range(args.invokes):
-                it.invoke()
-            times[name].append((time.perf_counter() - start) / args.invokes * 1000)
+    # Interleaved rounds of the library's timer; each timing lasts >= 50 ms.
+    seconds = latency_timer.time_rounds(
+        [latency_timer.TfliteCall(dense, 1, threads=1, content=content)
+         for content in (dense_lite, sparse_lite)], args.latency_repeats, min_seconds=0.05)
+    times = {"dense": list(seconds[0] * 1000), "4:16": list(seconds[1] * 1000)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sparse_ops = sum(op["op_name"] == "DENSIFY" for op in tf.lite.Interpreter(
@@ -312,9 +296,9 @@ def run_latency(args):
         print(f"  {name:<6} min {min(t):7.3f} ms  median {np.median(t):7.3f} ms")
     ratio = (min(times["dense"]) / min(times["4:16"]),
              np.median(times["dense"]) / np.median(times["4:16"]))
-    avx = has_avx()
+    avx = "avx" in divisibility.cpu_flags()
     print(f"  speedup dense / 4:16: min {ratio[0]:.2f}x  median {ratio[1]:.2f}x; this CPU "
-          f"{'has' if avx else 'has no' if avx is False else 'may have'} AVX"
+          f"{'has' if avx else 'has no'} AVX"
           + (" (XNNPACK disables its sparse kernels on x86 CPUs with AVX)" if avx else ""))
 
 
@@ -328,7 +312,6 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="steps per timed fit")
     parser.add_argument("--repeats", type=int, default=None, help="timed fits per arm")
     parser.add_argument("--latency-repeats", type=int, default=None)
-    parser.add_argument("--invokes", type=int, default=50)
     parser.add_argument("--train-samples", type=int, default=None,
                         help="use only the first N training images")
     parser.add_argument("--parts", default="accuracy,latency,fit",

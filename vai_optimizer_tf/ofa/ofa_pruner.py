@@ -37,10 +37,10 @@ from vai_optimizer_tf.ofa.subnet_config import OFASubnet
 from vai_optimizer_tf.ofa.supernet_mixin import SupernetMixin
 from vai_optimizer_tf.planning import importance
 from vai_optimizer_tf.runners.base_runner import PruningRunner
-from vai_optimizer_tf.utils import digests
 from vai_optimizer_tf.search.adaptive_bn import PreparedBatches, adaptive_bn, make_calibration
 from vai_optimizer_tf.search.calibration_data import batches_digest, calibration_batches
 from vai_optimizer_tf.stats import formulas
+from vai_optimizer_tf.utils import digests
 from vai_optimizer_tf.stats.model_stats import check_flops_known
 from vai_optimizer_tf.utils import validation
 

@@ -25,7 +25,7 @@ _DEFAULT_MULTIPLE = 8
 
 
 @functools.lru_cache(maxsize=None)
-def _cpu_flags():
+def cpu_flags():
     """The CPU feature flags of /proc/cpuinfo (Linux), or an empty set elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -55,7 +55,7 @@ def auto_channel_divisible(flags=None):
     print(auto_channel_divisible({"avx2", "fma"}))    # 8
     ```
     """
-    flags = _cpu_flags() if flags is None else frozenset(flags)
+    flags = cpu_flags() if flags is None else frozenset(flags)
     return _AVX512_MULTIPLE if "avx512f" in flags else _DEFAULT_MULTIPLE
 
 
